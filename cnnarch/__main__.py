@@ -1,0 +1,3 @@
+from cnnarch.cli import main
+
+raise SystemExit(main())
