@@ -136,7 +136,7 @@ class ResNet(nn.Module):
         self.bn1 = norm_layer(norm, widths[0])
         self.relu = nn.ReLU(inplace=True)
         in_ch = widths[0]
-        for i, (planes, n) in enumerate(zip(widths, layers)):
+        for i, (planes, n) in enumerate(zip(widths, layers, strict=True)):
             stage, in_ch = _make_stage(block, in_ch, planes, n, 1 if i == 0 else 2,
                                        shortcut, norm, stride_at)
             self.add_module(f"layer{i + 1}", stage)
