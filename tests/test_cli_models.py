@@ -1,0 +1,128 @@
+"""`cnnarch models`, `summary`, `inception-cost`: output, JSON schema, exit codes."""
+
+import json
+
+import pytest
+
+from cnnarch.cli import main
+from cnnarch.models import list_models
+
+
+def run(argv, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_models_json(capsys):
+    rc, out, err = run(["models", "--json"], capsys)
+    assert rc == 0 and err == ""
+    data = json.loads(out)
+    rows = {m["name"]: m for m in data["models"]}
+    assert list(rows) == list_models()  # every registered model, resnet1202 included
+    assert rows["resnet50"]["macs"] == 4_089_184_256 and rows["resnet50"]["params"] == 25_557_032
+    assert rows["resnet1202"]["params"] == 19_421_274
+    assert rows["googlenet"]["params"] == 6_998_552  # inference network, no aux heads
+    assert rows["googlenet_small"]["input_size"] == [3, 32, 32]
+    assert all(m["flops"] == 2 * m["macs"] > 0 for m in rows.values())
+    assert "conv + linear" in data["convention"]
+
+
+def test_models_text(capsys):
+    rc, out, _ = run(["models"], capsys)
+    assert rc == 0
+    assert "MACs = multiply-adds of conv + linear" in out and "FLOPs = 2 x MACs" in out
+    assert "resnet50" in out and "4.089 G" in out and "25,557,032" in out
+
+
+def test_summary_json_schema(capsys):
+    rc, out, _ = run(["summary", "resnet18", "--json"], capsys)
+    assert rc == 0
+    data = json.loads(out)  # exactly one JSON object
+    assert {"model", "input_size", "params", "macs", "flops", "layers"} <= set(data)
+    assert data["model"] == "resnet18" and data["input_size"] == [3, 224, 224]
+    assert data["params"] == 11_689_512 and data["macs"] == 1_814_073_344
+    assert data["flops"] == 2 * data["macs"] == data["flop_counter_flops"]
+    for layer in data["layers"]:
+        assert {"name", "type", "output_shape", "params", "macs"} <= set(layer)
+    assert sum(layer["macs"] for layer in data["layers"]) == data["macs"]
+    assert [r["name"] for r in data["rows"]][:2] == ["conv1", "conv2_x"]
+
+
+def test_summary_input_size_and_options(capsys):
+    rc, out, _ = run(["summary", "googlenet_small", "--input-size", "3,8,8", "--json",
+                      "--inception", "naive"], capsys)
+    assert rc == 0
+    data = json.loads(out)
+    assert data["input_size"] == [3, 8, 8] and data["options"]["inception"] == "naive"
+    rc, out, _ = run(["summary", "googlenet", "--aux", "--json"], capsys)
+    data = json.loads(out)
+    assert rc == 0 and data["mode"].startswith("train") and data["macs"] == 1_591_044_096
+
+
+def test_summary_text(capsys):
+    rc, out, _ = run(["summary", "resnet20"], capsys)
+    assert rc == 0
+    assert "conv + linear" in out and "layer1.0.conv1" in out and "conv4_x" in out
+    assert "agrees" in out
+
+
+def test_summary_googlenet_compare_paper(capsys):
+    rc, out, _ = run(["summary", "googlenet", "--compare", "paper"], capsys)
+    assert rc == 0
+    table = out[out.index("GoogLeNet Table 1"):]
+    lines = {ln.split()[0]: ln for ln in table.splitlines() if ln.strip()}
+    for row in ("conv1", "conv2", "3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b", "fc"):
+        assert row in lines, row
+    # 5b: ours 1,444,080 params / 70.7M MACs beside the paper's 1388K / 71M, with the diff
+    assert lines["5b"].split()[3:] == ["384", "192", "384", "48", "128", "128", "1444.1", "1388",
+                                       "+56.1", "70.7", "71", "-0.3"]
+    assert lines["conv1"].split()[-3:] == ["118.0", "34", "+84.0"]
+
+
+def test_summary_resnet50_compare_paper(capsys):
+    rc, out, _ = run(["summary", "resnet50", "--compare", "paper"], capsys)
+    assert rc == 0
+    assert "3.8 x10^9" in out and "ours: 4.089 G" in out and "v1.5" in out
+    assert "torchvision's v1.5 moves the downsampling stride" in out
+    rc, out, _ = run(["summary", "resnet50", "--compare", "paper", "--stride-at", "1x1"], capsys)
+    assert rc == 0 and "ours: 3.858 G" in out and "+0.058 G" in out
+
+
+def test_inception_cost(capsys):
+    rc, out, _ = run(["inception-cost"], capsys)
+    assert rc == 0
+    for text in ("854,196,224", "271,351,808", "= 672", "= 480", "358M", "358,055,936",
+                 "3x3 conv, 192"):
+        assert text in out, text
+    rc, out, _ = run(["inception-cost", "--json", "--network", "googlenet_small"], capsys)
+    data = json.loads(out)
+    assert rc == 0
+    assert (data["naive"]["macs"], data["bottleneck"]["macs"]) == (854_196_224, 271_351_808)
+    assert (data["naive"]["output_depth"], data["bottleneck"]["output_depth"]) == (672, 480)
+    assert data["slide"]["sum_with_double"] == 358_055_936
+    assert data["network"]["model"] == "googlenet_small"
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["summary", "resnt50"], "did you mean resnet50"),
+    (["summary", "resnet50", "--input-size", "3,224"], "C,H,W"),
+    (["summary", "resnet50", "--input-size", "a,b,c"], "C,H,W"),
+    (["summary", "googlenet", "--input-size", "3,32,32"], "at least"),
+    (["summary", "resnet50", "--input-size", "1,224,224"], "3 input channels"),
+    (["summary", "googlenet", "--inception", "bogus"], "invalid choice"),
+    (["summary", "googlenet", "--compare", "arxiv"], "invalid choice"),
+    (["summary", "resnet50", "--inception", "naive"], "--inception does not apply"),
+    (["summary", "googlenet", "--stride-at", "1x1"], "--stride-at does not apply"),
+    (["summary", "resnet50", "--aux"], "GoogLeNet models only"),
+    (["inception-cost", "--network", "resnet50"], "no Inception modules"),
+])
+def test_bad_input_exit_2_one_line(argv, needle, capsys):
+    rc, out, err = run(argv, capsys)
+    assert rc == 2
+    assert out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert needle in err
