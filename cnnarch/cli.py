@@ -351,7 +351,203 @@ def _cmd_inception_cost(args) -> int:
 
 
 def _add_training_commands(sub) -> None:
-    pass
+    from .train.config import FIELD_NAMES, FIELD_TYPES, RECIPES, field_comments
+
+    p = sub.add_parser(
+        "train", help="train a model (digits by default); writes a run folder",
+        description="Train MODEL. Every config field is a flag (--batch-size 64) and a TOML key "
+                    "(batch_size = 64); --set key=value works for any field. Precedence: "
+                    "defaults < --recipe < --config FILE < flags. Datasets: digits, cifar10, "
+                    "cifar100, synthetic[:CxHxW:CLASSES:N], imagefolder:PATH. "
+                    f"Recipes: {', '.join(RECIPES)}.")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a registered model name (see `cnnarch models`); optional with --resume")
+    p.add_argument("--config", metavar="FILE.toml", help="read config fields from a TOML file")
+    p.add_argument("--set", dest="set_values", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config field, e.g. --set warmup_epochs=0 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the final result as one JSON object")
+    comments = field_comments()
+    for name in FIELD_NAMES:
+        if name == "model":
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = comments.get(name, "")
+        if FIELD_TYPES[name] == "bool":
+            p.add_argument(flag, dest=f"cfg_{name}", action="store_const", const=True, default=None,
+                           help=help_text)
+            p.add_argument("--no-" + name.replace("_", "-"), dest=f"cfg_{name}",
+                           action="store_const", const=False, help=argparse.SUPPRESS)
+        else:
+            p.add_argument(flag, dest=f"cfg_{name}", default=None, metavar="VALUE", help=help_text)
+    g = p.add_argument_group("model options (shortcuts into --model-kwargs)")
+    g.add_argument("--shortcut", choices=["A", "B", "C", "none"], help="ResNet shortcut option (Sec. 3.3)")
+    g.add_argument("--norm", help="normalisation: bn | none (ResNet); lrn | bn | none (GoogLeNet)")
+    g.add_argument("--stride-at", choices=["3x3", "1x1"], help="bottleneck stride position")
+    g.add_argument("--inception", choices=["bottleneck", "naive"], help="GoogLeNet module type")
+    g.add_argument("--aux-logits", dest="aux_logits", action="store_const", const=True,
+                   help="GoogLeNet: train with the auxiliary heads")
+    g.add_argument("--no-aux-logits", dest="aux_logits", action="store_const", const=False,
+                   help="GoogLeNet: no auxiliary heads")
+    g.add_argument("--zero-init-residual", dest="zero_init_residual", action="store_const",
+                   const=True, help="ResNet: zero the last BN gamma of each block")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint or run folder: top-1/top-5, per class, "
+                                    "confusion matrix")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN",
+                   help="a .pt checkpoint or a run folder (uses its checkpoints/last.pt)")
+    p.add_argument("--best", action="store_true", help="a run folder's best.pt instead of last.pt")
+    p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", help="folder/archive for CIFAR")
+    p.add_argument("--download", action="store_true", help="download CIFAR if missing")
+    p.add_argument("--val-split", action="store_true",
+                   help="evaluate on the held-out validation part of the training split")
+    p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _train_config_from_args(args):
+    """Merge (saved run config) < --config file < flags into a validated TrainConfig."""
+    import datetime
+    from pathlib import Path
+
+    from .models import get_entry
+    from .train.config import FIELD_NAMES, read_toml, resolve_config
+
+    flags: dict = {}
+    for item in args.set_values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        flags[key.strip().replace("-", "_")] = value.strip()
+    for name in FIELD_NAMES:
+        value = getattr(args, f"cfg_{name}", None)
+        if value is not None:
+            flags[name] = value
+    model_options = {k: getattr(args, k) for k in ("shortcut", "norm", "stride_at", "inception",
+                                                     "aux_logits", "zero_init_residual")
+                     if getattr(args, k) is not None}
+    layers: list[dict] = []
+    resume = args.cfg_resume
+    flags.pop("resume", None)
+    if resume:
+        run = Path(resume)
+        saved = run / "config.toml" if run.is_dir() else run.parent.parent / "config.toml"
+        if not saved.is_file():
+            raise UserError(f"cannot resume: {saved} not found (is {run} a run folder?)")
+        base = read_toml(saved)
+        if args.model and args.model != base.get("model"):
+            raise UserError(f"cannot resume {run} (a {base.get('model')} run) as {args.model}")
+        layers.append(base)
+        flags.setdefault("out", str(run if run.is_dir() else run.parent.parent))
+    if args.config:
+        layers.append(read_toml(args.config))
+    if args.model:
+        flags["model"] = args.model
+    layers.append(flags)
+    model = next((layer["model"] for layer in reversed(layers) if "model" in layer), None)
+    if not model:
+        raise UserError("give a MODEL (see `cnnarch models`), a --config file that names one, "
+                        "or --resume RUN_DIR")
+    entry = get_entry(str(model))
+    if model_options:
+        kwargs = {}
+        for layer in layers:
+            mk = layer.get("model_kwargs", {})
+            if isinstance(mk, str):
+                import json
+
+                try:
+                    mk = json.loads(mk)
+                except json.JSONDecodeError:
+                    raise UserError(f"--model-kwargs expects a JSON object, got {mk!r}") from None
+            if isinstance(mk, dict):
+                kwargs.update(mk)
+        flags["model_kwargs"] = {**kwargs, **model_options}
+    cfg = resolve_config(*layers, source="train")
+    unknown = sorted(set(cfg.model_kwargs) - set(entry.options) - {"num_classes", "in_chans"})
+    if unknown:
+        raise UserError(f"{cfg.model} has no option {', '.join(map(repr, unknown))}; valid "
+                        f"options: {', '.join(o for o in entry.options if o not in ('num_classes', 'in_chans'))}")
+    if {"num_classes", "in_chans"} & set(cfg.model_kwargs):
+        raise UserError("num_classes and in_chans come from the dataset; remove them from model_kwargs")
+    if cfg.out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        cfg = cfg.replace(out=str(Path("runs") / f"{cfg.model}-{stamp}"))
+    if resume:
+        cfg = cfg.replace(resume=str(resume))
+    return cfg
+
+
+def _cmd_train(args) -> int:
+    import json
+    import logging
+    import time
+
+    from .train import NonFiniteLoss, train
+
+    cfg = _train_config_from_args(args)
+    if cfg.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        result = train(cfg)
+    except NonFiniteLoss as exc:
+        print(f"cnnarch train: error: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    last = result.history[-1] if result.history else {}
+    if args.json:
+        print(json.dumps({"model": cfg.model, "data": cfg.data, "run_dir": str(result.run_dir),
+                          "wall_s": wall, "final": last}, default=str))
+    elif last:
+        print(f"{cfg.model} on {cfg.data}: {last.get('eval_split', 'test')} accuracy "
+              f"{100 * (last.get('test_acc') or 0):.2f}% (top-5 {100 * (last.get('test_top5') or 0):.2f}%), "
+              f"train error {100 * (1 - last['train_acc']):.2f}%, {last['epoch']} epochs in {wall:.1f} s; "
+              f"run folder {result.run_dir}")
+    else:
+        print(f"nothing to do: {result.run_dir} already finished its {cfg.epochs} epochs")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import json
+
+    from .data import load_dataset
+    from .train import evaluate
+    from .train.checkpoint import find_checkpoint, load_model
+    from .train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    path = find_checkpoint(args.checkpoint, prefer="best" if args.best else "last")
+    model, meta = load_model(path, device=device)
+    name = args.data or meta.get("dataset") or "digits"
+    cfg = meta.get("config", {})
+    data = load_dataset(name, data_dir=args.data_dir or cfg.get("data_dir"), download=args.download,
+                        val_split=args.val_split, seed=int(cfg.get("seed", 0)), device=device,
+                        image_size=int(cfg.get("image_size", 0) or meta["input_size"][-1]),
+                        workers=int(cfg.get("workers", 4)))
+    if data.in_chans != meta["in_chans"] or data.num_classes != meta["num_classes"]:
+        raise UserError(f"{path} expects {meta['in_chans']}-channel images and "
+                        f"{meta['num_classes']} classes; {name} has {data.in_chans} and "
+                        f"{data.num_classes}")
+    result = evaluate(model, data, batch_size=args.batch_size, device=device)
+    if args.json:
+        print(json.dumps({"checkpoint": str(path), "model": meta["model"], "data": name, **result}))
+        return 0
+    print(f"{meta['model']} ({path}) on {name} {result['split']} ({result['n']} images): "
+          f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
+          f"loss {result['loss']:.4f}")
+    print("per-class accuracy:")
+    for cls, acc in zip(result["classes"], result["per_class"], strict=True):
+        print(f"  {cls:>16}  {'-' if acc is None else f'{100 * acc:.2f}%'}")
+    if len(result["classes"]) <= 20:
+        print("confusion matrix (rows = true class, columns = predicted):")
+        for row in result["confusion"]:
+            print("  " + " ".join(f"{v:5d}" for v in row))
+    return 0
 
 
 # --- experiment, reproduce (issue 4) -------------------------------------------------------

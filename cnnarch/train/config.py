@@ -102,14 +102,14 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
-_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
 
 def coerce(key: str, value, *, source: str = "config"):
     """Convert ``value`` (a TOML value or a command-line string) to the type of ``key``."""
-    kind = _TYPES[key].replace(" | None", "")
+    kind = FIELD_TYPES[key].replace(" | None", "")
     if value is None:
-        if "None" not in _TYPES[key]:
+        if "None" not in FIELD_TYPES[key]:
             raise UserError(f"{source}: {key} cannot be empty")
         return None
     bad = UserError(f"{source}: {key} expects {_describe(kind)}, got {value!r}")
@@ -207,8 +207,8 @@ def validate(cfg: TrainConfig) -> None:
 
     for f in fields(cfg):  # types first (direct construction bypasses coerce)
         v = getattr(cfg, f.name)
-        kind = _TYPES[f.name].replace(" | None", "")
-        if v is None and "None" in _TYPES[f.name]:
+        kind = FIELD_TYPES[f.name].replace(" | None", "")
+        if v is None and "None" in FIELD_TYPES[f.name]:
             continue
         ok = {"bool": isinstance(v, bool), "int": isinstance(v, int) and not isinstance(v, bool),
               "float": isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -324,7 +324,7 @@ def _toml_value(v) -> str:
 def to_toml(cfg: TrainConfig) -> str:
     """One ``key = value`` line per field, with the field's comment; None fields are left out
     (a missing key reads back as its default, None)."""
-    comments = _field_comments()
+    comments = field_comments()
     lines = ["# cnnarch training config (resolved); reload with `cnnarch train --config FILE`"]
     for f in fields(cfg):
         v = getattr(cfg, f.name)
@@ -354,7 +354,7 @@ def load_config(path: str | Path) -> TrainConfig:
     return resolve_config(read_toml(path), source=str(path))
 
 
-def _field_comments() -> dict[str, str]:
+def field_comments() -> dict[str, str]:
     """The inline comment of each field in this file's TrainConfig source."""
     import inspect
 
@@ -367,6 +367,6 @@ def _field_comments() -> dict[str, str]:
         s = line.strip()
         if ":" in s and "#" in s and not s.startswith("#"):
             name = s.split(":", 1)[0].strip()
-            if name in _TYPES:
+            if name in FIELD_TYPES:
                 out[name] = s.split("#", 1)[1].strip()
     return out
