@@ -208,7 +208,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+               ("numpy._core.multiarray", "scalar"),
+               ("_codecs", "encode")}  # protocol-2 pickles written by Python 3 store bytes this way
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
