@@ -7,6 +7,7 @@ Each group of sub-commands is added by one ``_add_*`` function below. A user err
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import UserError
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnarch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnarch summary ... | head`: the reader left, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _version() -> str:
@@ -561,4 +566,100 @@ def _add_experiment_commands(sub) -> None:
 
 
 def _add_speed_commands(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "bench", help="speed of one model here: img/s, batch-1 latency, GFLOP/s vs matmul peak",
+        description="Benchmark MODEL (random weights, BN statistics calibrated) on this machine: "
+                    "throughput (median and spread of repeats after warm-up), batch-1 latency "
+                    "percentiles, achieved GFLOP/s and its fraction of a bf16/fp32 matrix-product "
+                    "peak measured in the same process. Inference runs the fast path "
+                    "(cnnarch.export.optimize); train times one SGD step.")
+    p.add_argument("model", metavar="MODEL", help="a registered model name (see `cnnarch models`)")
+    p.add_argument("--mode", choices=["infer", "train"], default="infer")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    p.add_argument("--input-size", type=_input_size, metavar="C,H,W",
+                   help="input size (default: the model's native size)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="auto: bf16 where the CPU/GPU has it natively, else fp32 (fp16 on old GPUs)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile (inductor; weight freezing on the CPU)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="keep NCHW memory")
+    p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                   help="inference: keep BatchNorm layers")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX, verified in onnxruntime",
+        description="Write CHECKPOINT's model as ONNX (dynamic batch, torch.export-based "
+                    "exporter), run the file in onnxruntime and compare its logits with "
+                    "PyTorch's. The file appears only when the check passes; a mismatch is an "
+                    "error (exit 1).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a run folder")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default 18; the exporter writes 18 up to the installed onnx's)")
+    p.add_argument("--json", action="store_true", help="print the verification as one JSON object")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "predict", help="top-k classes for image files with a trained checkpoint",
+        description="Classify image files of any size and format PIL reads: converted to the "
+                    "model's channels, resized to its training input size, normalised with the "
+                    "checkpoint's mean and std.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a run folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_bench(args) -> int:
+    import json
+
+    from .bench import bench
+
+    if args.batch < 1 or args.repeats < 1:
+        raise UserError("--batch and --repeats must be >= 1")
+    result = bench(args.model, args.mode, args.batch, args.input_size, precision=args.precision,
+                   compile=args.compile, channels_last=args.channels_last, fold_bn=args.fold_bn,
+                   device=args.device, repeats=args.repeats)
+    print(json.dumps(result.to_dict()) if args.json else result)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import json
+
+    from .export import ONNX_DEFAULT_OPSET, ToleranceError, check_opset, export_onnx
+    from .train.checkpoint import load_model
+
+    opset = check_opset(ONNX_DEFAULT_OPSET if args.opset is None else args.opset)
+    model, meta = load_model(args.checkpoint)
+    try:
+        report = export_onnx(model, args.onnx, meta["input_size"], opset=opset)
+    except ToleranceError as exc:
+        print(f"cnnarch export: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_dict()) if args.json else report)
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    import json
+
+    from .export import predict_files
+    from .train.checkpoint import load_model
+
+    model, meta = load_model(args.checkpoint, device=args.device)
+    results = predict_files(model, meta, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        tops = ", ".join(f"{t['name']} {t['prob']:.3f}" for t in r["top"])
+        print(f"{r['image']}: {tops}")
+    return 0

@@ -571,3 +571,64 @@ def _file_opset(path: Path) -> int:
 
     proto = onnx.load(os.fspath(path), load_external_data=False)
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), -1)
+
+
+# --- prediction on image files --------------------------------------------------------------
+
+
+def load_image(path: str | os.PathLike, in_chans: int, size: tuple[int, int]) -> torch.Tensor:
+    """Decode an image file of any size and mode into a float C x H x W tensor in [0, 1]:
+    converted to ``in_chans`` channels (1: luminance, 3: RGB), resized to ``size`` (H, W)
+    with bilinear interpolation (antialiased when shrinking)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor, resize
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image {path} not found")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+                # transparent pixels become white (as a viewer shows them), not black
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img.convert("RGBA"))
+            if in_chans == 1:
+                img = img.convert("L")
+            elif in_chans == 3:
+                img = img.convert("RGB")
+            else:
+                raise UserError(f"cannot turn image files into {in_chans}-channel input")
+            x = pil_to_tensor(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot decode image {path}: {msg}") from None
+    x = x.float().div_(255.0).unsqueeze(0)
+    x = resize(x, list(size), antialias=True).clamp_(0.0, 1.0)
+    return x[0]
+
+
+def predict_files(model: nn.Module, meta: dict, paths, *, top_k: int = 5,
+                  device: str | torch.device = "cpu") -> list[dict]:
+    """Top-k classes with softmax probabilities for image files, preprocessed as in training:
+    the checkpoint's channels and input size, normalised with its mean and std."""
+    if top_k < 1:
+        raise UserError(f"--top-k must be >= 1, got {top_k}")
+    c, h, w = (int(v) for v in meta["input_size"])
+    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(meta["std"], dtype=torch.float32).view(-1, 1, 1)
+    classes = list(meta.get("classes") or [])
+    images = torch.stack([(load_image(p, c, (h, w)) - mean) / std for p in paths])
+    model = model.to(device).eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(images.to(device)).float(), dim=1).cpu()
+    k = min(top_k, probs.shape[1])
+    top_p, top_i = probs.topk(k, dim=1)
+    out = []
+    for path, ps, idx in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
+        out.append({"image": os.fspath(path), "top": [
+            {"class": i, "name": classes[i] if i < len(classes) else str(i), "prob": p}
+            for p, i in zip(ps, idx, strict=True)]})
+    return out
