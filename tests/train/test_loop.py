@@ -1,0 +1,160 @@
+import json
+import os
+
+import pytest
+import torch
+
+from cnnarch.errors import UserError
+from cnnarch.train import NonFiniteLoss, TrainConfig, evaluate, load_model, train
+from cnnarch.train.checkpoint import RunLock, load_checkpoint, save_checkpoint
+from cnnarch.train.logging import read_metrics
+
+# Small and quick: resnet20 on digits, 5 steps of 256 per epoch.
+FAST = dict(model="resnet20", data="digits", batch_size=256, quiet=True, warmup_epochs=0.0)
+
+
+def test_short_run_writes_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    result = train(TrainConfig(epochs=2, out=str(out), **FAST))
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    h = result.history[-1]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "img_per_s", "time_s"):
+        assert key in h
+    assert 0 <= h["test_acc"] <= 1 and h["img_per_s"] > 0
+    assert (out / "config.toml").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    assert (out / "checkpoints" / "best.pt").is_file()
+    assert any((out / "tensorboard").iterdir())
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["type"] for r in records] == ["epoch", "epoch", "final"]
+    assert all(line.endswith("}") for line in (out / "metrics.jsonl").read_text().splitlines())
+    state = load_checkpoint(out)
+    assert {"model", "optimizer", "scaler", "schedule", "epoch", "step", "rng", "config", "meta"} <= set(state)
+    assert set(state["rng"]) >= {"torch", "numpy", "python", "data"}
+    model, meta = load_model(out)
+    assert meta["model"] == "resnet20" and meta["in_chans"] == 1 and meta["input_size"] == [1, 8, 8]
+    assert meta["classes"] == [str(i) for i in range(10)] and len(meta["mean"]) == 1
+    for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b.cpu())
+
+
+def test_no_out_writes_nothing_and_calls_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    train(TrainConfig(iterations=3, out=None, **FAST), on_epoch_end=lambda m, r: seen.append(r["epoch"]))
+    assert seen == [1] and list(tmp_path.iterdir()) == []
+
+
+def _weights(model):
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_resume_is_exact(tmp_path, precision):
+    cfg = dict(FAST, epochs=3, precision=precision, seed=7)
+    full = train(TrainConfig(out=str(tmp_path / "full"), **cfg))
+
+    class Killed(Exception):
+        pass
+
+    def stop_after_first(model, record):
+        if record["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(TrainConfig(out=str(tmp_path / "part"), **cfg), on_epoch_end=stop_after_first)
+    resumed = train(TrainConfig(out=str(tmp_path / "part"), resume=str(tmp_path / "part"), **cfg))
+    a, b = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ (bitwise)"
+    keys = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "step")
+    assert [{k: h[k] for k in keys} for h in full.history] == [{k: h[k] for k in keys} for h in resumed.history]
+    m_full = [{k: r.get(k) for k in keys} for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    m_part = [{k: r.get(k) for k in keys} for r in read_metrics(tmp_path / "part" / "metrics.jsonl")]
+    assert m_full == m_part
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(epochs=1, out=str(out), **FAST))
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step \d+ \(epoch 2") as info:
+        train(TrainConfig(epochs=2, lr=1e30, out=str(out), resume=str(out), **FAST))
+    assert "last.pt" in str(info.value) and "\n" not in str(info.value)
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    assert load_checkpoint(out)["epoch"] == 1
+    # resuming with a lower learning rate works
+    result = train(TrainConfig(epochs=2, lr=0.05, out=str(out), resume=str(out), **FAST))
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_second_writer_is_refused(tmp_path):
+    out = tmp_path / "run"
+    with RunLock(out):
+        with pytest.raises(UserError, match=f"in use by another process \\(pid {os.getpid()}\\)"):
+            train(TrainConfig(iterations=2, out=str(out), **FAST))
+    assert not (out / "checkpoints").exists()
+
+
+def test_fresh_run_into_a_used_folder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(iterations=2, out=str(out), **FAST))
+    with pytest.raises(UserError, match="already holds a run"):
+        train(TrainConfig(iterations=2, out=str(out), **FAST))
+
+
+def test_evaluate_reports_top5_per_class_and_confusion():
+    from cnnarch.data import load_dataset
+
+    result = train(TrainConfig(epochs=1, **FAST))
+    ev = evaluate(result.model, load_dataset("digits"))
+    assert ev["n"] == 360 and len(ev["per_class"]) == 10 and len(ev["confusion"]) == 10
+    assert sum(map(sum, ev["confusion"])) == 360 and ev["top5"] >= ev["top1"]
+    assert ev["top1"] == pytest.approx(result.history[-1]["test_acc"])
+
+
+def test_googlenet_aux_loss_is_used_in_training_only(tmp_path):
+    result = train(TrainConfig(model="googlenet_small", data="synthetic:3x16x16:4:32", batch_size=16,
+                               iterations=2, quiet=True, warmup_epochs=0.0))
+    assert result.history[-1]["test_acc"] is not None  # eval mode: plain logits, no aux
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "cnnarch-checkpoint", "payload": Evil()}, path)
+    with pytest.raises(UserError, match="refusing to load"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_checkpoint_for_unknown_or_other_model_is_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(iterations=1, out=str(out), **FAST))
+    state = load_checkpoint(out)
+    state["meta"]["model"] = "resnet9999"
+    save_checkpoint(tmp_path / "unknown.pt", state)
+    with pytest.raises(UserError, match="resnet9999.*does not have"):
+        load_model(tmp_path / "unknown.pt")
+    state["meta"]["model"] = "resnet32"
+    save_checkpoint(tmp_path / "other.pt", state)
+    with pytest.raises(UserError, match="do not match resnet32"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "torn.pt").write_bytes((out / "checkpoints" / "last.pt").read_bytes()[:1000])
+    with pytest.raises(UserError, match="corrupt"):
+        load_model(tmp_path / "torn.pt")
+
+
+def test_metrics_lines_are_whole_json_objects(tmp_path):
+    from cnnarch.train.logging import MetricsFile
+
+    m = MetricsFile(tmp_path / "m.jsonl")
+    m.write({"a": float("nan"), "b": [1, 2]})
+    m.close()
+    (tmp_path / "m.jsonl").open("a").write('{"torn": ')  # a crash mid-line (never our writer)
+    assert read_metrics(tmp_path / "m.jsonl") == [{"a": "nan", "b": [1, 2]}]
+    assert json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])["a"] == "nan"
