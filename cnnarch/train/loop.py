@@ -333,9 +333,9 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
             if run_dir is not None and info.is_main:
                 metrics.write(record)
                 state = checkpoint_state(epoch_done)
-                save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
-                if is_best:
+                if is_best:  # best.pt first: killed in between, the resume redoes this epoch
                     save_checkpoint(run_dir / "checkpoints" / "best.pt", state)
+                save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
                 tb.scalars({k: v for k, v in record.items() if k not in ("type", "epoch", "step")},
                            epoch_done, prefix="epoch/")
             if info.is_main:
