@@ -135,6 +135,8 @@ def _prepare_run_dir(cfg: TrainConfig, info) -> tuple[Path | None, RunLock | Non
         lock.release()
         return None, None, (f"run folder {run_dir} already holds a run; continue it with "
                             f"--resume {run_dir} or choose another --out")
+    for tmp in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+        tmp.unlink(missing_ok=True)  # half-written by a killed run (we hold the lock)
     return run_dir, lock, None
 
 
