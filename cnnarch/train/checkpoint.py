@@ -109,6 +109,12 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{p} is not a cnnarch training checkpoint (no meta); "
                         "plain state_dicts load with cnnarch.models.compat")
+    meta = state.get("meta")
+    missing = [k for k in ("model", "meta", "optimizer", "rng", "epoch", "step") if k not in state]
+    if (missing or not isinstance(state["model"], dict) or not isinstance(meta, dict)
+            or any(k not in meta for k in ("model", "num_classes", "in_chans"))):
+        raise UserError(f"{p} is an incomplete cnnarch checkpoint "
+                        f"({', '.join(missing) or 'model weights or meta'} missing or damaged)")
     return state
 
 
