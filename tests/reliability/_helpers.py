@@ -142,7 +142,12 @@ def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("tiny") / "run"
     from cnnarch.cli import main
 
-    code = main(["train", "resnet20", *TINY_ARGS, "--out", str(run)])
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", "resnet20", *TINY_ARGS, "--out", str(run)])
+    finally:
+        torch.set_num_threads(old)
     assert code == 0
     return run
 
@@ -302,3 +307,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     out = os.environ.get("CNNARCH_RELIABILITY_JSON")
     if out:
         Path(out).write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread in these tests: on two shared cores, two spinning OpenMP threads
+    make tiny runs 10-50x slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

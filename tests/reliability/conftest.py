@@ -27,3 +27,4 @@ check_run = _h.check_run
 same_run = _h.same_run
 reliability_log = _h.reliability_log
 pytest_terminal_summary = _h.pytest_terminal_summary
+_one_thread = _h._one_thread
