@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -50,7 +51,7 @@ def download(url: str, dest: str | os.PathLike, *, md5: str | None = None,
             shutil.copyfileobj(response, out, length=1 << 20)
             out.flush()
             os.fsync(out.fileno())
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:  # HTTPException: garbled/cut replies
         part.unlink(missing_ok=True)
         raise UserError(f"download of {url} failed: {exc}") from None
     try:
