@@ -53,7 +53,7 @@ def download(url: str, dest: str | os.PathLike, *, md5: str | None = None,
             os.fsync(out.fileno())
     except (OSError, http.client.HTTPException) as exc:  # HTTPException: garbled/cut replies
         part.unlink(missing_ok=True)
-        raise UserError(f"download of {url} failed: {exc}") from None
+        raise UserError(f"download of {url} failed: {str(exc).strip() or type(exc).__name__}") from None
     try:
         verify(part, md5=md5, sha256=sha256)
     except UserError as exc:
