@@ -489,6 +489,7 @@ def onnx_session(path: str | os.PathLike, device: str | torch.device = "cpu"):
         providers.insert(0, "CUDAExecutionProvider")
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = torch.get_num_threads()  # the same cores PyTorch uses
     return ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
 
 
