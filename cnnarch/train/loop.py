@@ -300,7 +300,7 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
                                        "epoch": epoch + 1})
                     raise NonFiniteLoss(f"non-finite loss at step {bad + 1} (epoch {epoch + 1}, "
                                         f"lr {cfg.lr * schedule.factor(bad):.3g}); training stopped"
-                                        f"{last}; resume with a lower --lr")
+                                        f"{last}; {'resume' if last else 'start again'} with a lower --lr")
                 totals = [a + b for a, b in zip(totals, (w_loss, w_correct, w_seen), strict=True)]
                 schedule.observe_train_error(1.0 - w_correct / max(w_seen, 1.0))
                 window.zero_()
