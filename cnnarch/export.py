@@ -622,9 +622,13 @@ def predict_files(model: nn.Module, meta: dict, paths, *, top_k: int = 5,
     std = torch.tensor(meta["std"], dtype=torch.float32).view(-1, 1, 1)
     classes = list(meta.get("classes") or [])
     images = torch.stack([(load_image(p, c, (h, w)) - mean) / std for p in paths])
+    if not torch.isfinite(images).all():
+        raise UserError("non-finite input after normalisation: the checkpoint's mean/std are damaged")
     model = model.to(device).eval()
     with torch.no_grad():
         probs = torch.softmax(model(images.to(device)).float(), dim=1).cpu()
+    if not torch.isfinite(probs).all():
+        raise UserError("the model gave non-finite outputs: the checkpoint's weights are damaged")
     k = min(top_k, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)
     out = []
