@@ -525,6 +525,8 @@ def _cmd_eval(args) -> int:
     from .train.checkpoint import find_checkpoint, load_model
     from .train.distributed import resolve_device
 
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
     path = find_checkpoint(args.checkpoint, prefer="best" if args.best else "last")
     model, meta = load_model(path, device=device)
@@ -539,6 +541,8 @@ def _cmd_eval(args) -> int:
                         f"{meta['num_classes']} classes; {name} has {data.in_chans} and "
                         f"{data.num_classes}")
     result = evaluate(model, data, batch_size=args.batch_size, device=device)
+    if result["loss"] != result["loss"] or abs(result["loss"]) == float("inf"):
+        raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")
     if args.json:
         print(json.dumps({"checkpoint": str(path), "model": meta["model"], "data": name, **result}))
         return 0
