@@ -109,7 +109,7 @@ def test_cli_predict_export_refuse_code(evil_pickle, tmp_path, tiny_run, cli, us
         _write_png(image, 8, 8, 1)
         argv = _predict_argv(path, image)
     else:
-        argv = ["export", str(path), "--out", str(tmp_path / "m.onnx")]
+        argv = ["export", str(path), "--onnx", str(tmp_path / "m.onnx")]
     user_error(cli(argv))
     evil_pickle.assert_not_run()
     assert not (tmp_path / "m.onnx").exists()
