@@ -126,14 +126,17 @@ def latency_ms(fn: Callable[[], object], device: torch.device, *, warmup: int = 
 
 
 @functools.cache
-def matmul_peak_gflops(dtype_name: str = "bf16", device: str = "cpu") -> dict:
+def matmul_peak_gflops(dtype_name: str = "bf16", device: str = "cpu",
+                       sizes: tuple[int, ...] | None = None) -> dict:
     """Best median GFLOP/s of square matrix products (2 n^3 FLOPs) over a few sizes.
 
     Cached per process. CPU: n in 1024, 2048, 4096 (bf16) or 1024, 2048 (fp32); CUDA: 4096, 8192.
     """
     dev = torch.device(device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
-    if dev.type == "cuda":
+    if sizes:
+        pass
+    elif dev.type == "cuda":
         sizes = (4096, 8192)
     else:
         sizes = (1024, 2048, 4096) if dtype != torch.float32 else (1024, 2048)
@@ -306,7 +309,8 @@ def bench(model_name: str, mode: str = "infer", batch: int = 16, input_size=None
           precision: str = "auto", compile: bool = False, channels_last: bool = True,
           fold_bn: bool = True, device: str | torch.device = "auto", warmup: int = 2,
           repeats: int = 5, min_time: float = 0.5, latency: bool = True,
-          model: nn.Module | None = None, **model_kwargs) -> BenchResult:
+          latency_samples: int = 50, model: nn.Module | None = None,
+          **model_kwargs) -> BenchResult:
     """Benchmark one registry model (random weights; speed does not depend on them).
 
     infer: ``cnnarch.export.optimize`` (BN folded, channels_last, bf16 where native,
@@ -359,7 +363,7 @@ def bench(model_name: str, mode: str = "infer", batch: int = 16, input_size=None
             x1 = x[:1]
             one = optimize(model, x1, precision=prec, channels_last=channels_last,
                            compile=compile, fold_bn=fold_bn, check=False) if batch != 1 else fast
-            lat = latency_ms(lambda: one(x1), dev)
+            lat = latency_ms(lambda: one(x1), dev, samples=latency_samples)
     else:
         target = torch.randint(0, getattr(model, "num_classes", 10), (batch,), device=dev)
         fn = make_train_step(model, x, target, precision=prec, channels_last=channels_last,
