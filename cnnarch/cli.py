@@ -489,6 +489,7 @@ def _train_config_from_args(args):
 def _cmd_train(args) -> int:
     import json
     import logging
+    import os
     import time
 
     from .train import NonFiniteLoss, train
@@ -504,6 +505,8 @@ def _cmd_train(args) -> int:
         return 1
     wall = time.perf_counter() - t0
     last = result.history[-1] if result.history else {}
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     if args.json:
         print(json.dumps({"model": cfg.model, "data": cfg.data, "run_dir": str(result.run_dir),
                           "wall_s": wall, "final": last}, default=str))

@@ -5,7 +5,7 @@
 its ``batch_size // N`` share of every global batch (see
 ``InMemoryDataset.train_batches``); DDP averages the gradients, so one step equals a
 single-process step on the global batch except for BatchNorm, whose batch statistics are
-per rank unless ``sync_bn`` is on (SyncBatchNorm). Metrics are summed over ranks before
+per rank unless ``sync_bn`` is on (SyncBatchNorm, CUDA only). Metrics are summed over ranks before
 they are logged; only rank 0 writes files.
 """
 
@@ -111,6 +111,9 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, sync_bn: 
     if not info.enabled:
         return model
     if sync_bn:
+        if device.type != "cuda":
+            raise UserError("sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                            "on CPU each rank normalises with its own batch statistics")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

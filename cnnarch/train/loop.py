@@ -350,8 +350,9 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
                 on_epoch_end(model, record)
 
         # ---- done: final full evaluation record --------------------------------------------
-        if run_dir is not None and info.is_main and history:
-            final = evaluate(model, data, device=device, speed=speed)
+        if run_dir is not None and history:
+            final = evaluate(model, data, device=device, speed=speed)  # every rank: it all-reduces
+        if run_dir is not None and history and info.is_main:
             metrics.write({"type": "final", "epoch": len(history), "step": step,
                            **{k: final[k] for k in ("top1", "top5", "loss", "per_class", "n", "split")}})
         model.eval()

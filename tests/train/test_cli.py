@@ -1,0 +1,92 @@
+import json
+
+import pytest
+
+from cnnarch.cli import main
+
+QUICK = ["--batch-size", "256", "--warmup-epochs", "0", "--quiet"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "resnet20", "--lr", "-1"], "lr"),
+    (["train", "resnet20", "--batch-size", "0"], "batch_size"),
+    (["train", "resnet20", "--lr", "abc"], "number"),
+    (["train", "resnet20", "--epochs", "two"], "integer"),
+    (["train", "resnet20", "--set", "learning_rate=0.1"], "unknown key 'learning_rate'"),
+    (["train", "resnet20", "--set", "lr"], "KEY=VALUE"),
+    (["train", "resnet2O"], "unknown model"),
+    (["train", "resnet20", "--recipe", "fast"], "paper-cifar"),
+    (["train", "resnet20", "--shortcut", "D"], "invalid choice"),
+    (["train", "plain20", "--shortcut", "B"], "no option 'shortcut'"),
+    (["train", "resnet20", "--model-kwargs", "{bad json"], "model_kwargs"),
+    (["train", "resnet20", "--data", "cifar10", "--data-dir", "/nonexistent/x"], "--download"),
+    (["train", "resnet20", "--data", "imagenet"], "unknown dataset"),
+    (["train", "--config", "/nonexistent/c.toml"], "not found"),
+    (["train"], "MODEL"),
+    (["eval", "/nonexistent/run"], "not found"),
+])
+def test_bad_input_exits_2_with_one_line(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_config_typo_in_toml_exits_2(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('model = "resnet20"\nbatch_sise = 64\n')
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "batch_sise" in capsys.readouterr().err
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "resnet20", "--data", "digits", "--epochs", "1", "--out", str(out), *QUICK]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "resnet20" and result["n"] == 360
+    assert 0 <= result["top1"] <= result["top5"] <= 1
+    assert len(result["per_class"]) == 10 and len(result["confusion"]) == 10
+    assert main(["eval", str(out / "checkpoints" / "best.pt")]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+    # a checkpoint from another dataset shape is refused (digits: 1 channel; synthetic: 3)
+    assert main(["eval", str(out), "--data", "synthetic:3x8x8:10:16"]) == 2
+
+
+def test_flags_toml_and_resume_set_the_same_fields(tmp_path, capsys):
+    from cnnarch.train.config import load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('model = "plain20"\nlr = 0.05\nweight_decay = 0.0001\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--lr", "0.02", "--iterations", "2", "--out", str(out),
+                 "--set", "label_smoothing=0.1", "--no-nesterov", *QUICK]) == 0
+    saved = load_config(out / "config.toml")
+    assert saved.model == "plain20" and saved.lr == 0.02 and saved.weight_decay == 1e-4
+    assert saved.label_smoothing == 0.1 and saved.iterations == 2 and saved.resume is None
+    # resume continues the same run, more iterations; a different model is refused
+    assert main(["train", "--resume", str(out), "--iterations", "4", "--quiet"]) == 0
+    assert load_config(out / "config.toml").iterations == 4
+    assert main(["train", "resnet20", "--resume", str(out)]) == 2
+
+
+def test_model_options_reach_the_model(tmp_path):
+    from cnnarch.train.checkpoint import load_model
+
+    out = tmp_path / "run"
+    assert main(["train", "resnet20", "--shortcut", "B", "--iterations", "1", "--out", str(out), *QUICK]) == 0
+    model, meta = load_model(out)
+    assert meta["model_kwargs"] == {"shortcut": "B"}
+    assert model.layer2[0].downsample is not None and hasattr(model.layer2[0].downsample, "__getitem__")
+
+
+def test_non_finite_loss_exits_1_naming_the_step(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "resnet20", "--lr", "1e30", "--iterations", "5", "--out", str(out), *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss at step" in err
