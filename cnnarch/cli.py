@@ -660,9 +660,11 @@ def _cmd_predict(args) -> int:
 
     from .export import predict_files
     from .train.checkpoint import load_model
+    from .train.distributed import resolve_device
 
-    model, meta = load_model(args.checkpoint, device=args.device)
-    results = predict_files(model, meta, args.images, top_k=args.top_k, device=args.device)
+    device = resolve_device(args.device)
+    model, meta = load_model(args.checkpoint, device=device)
+    results = predict_files(model, meta, args.images, top_k=args.top_k, device=device)
     if args.json:
         print(json.dumps(results))
         return 0
