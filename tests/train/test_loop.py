@@ -9,8 +9,9 @@ from cnnarch.train import NonFiniteLoss, TrainConfig, evaluate, load_model, trai
 from cnnarch.train.checkpoint import RunLock, load_checkpoint, save_checkpoint
 from cnnarch.train.logging import read_metrics
 
-# Small and quick: resnet20 on digits, 5 steps of 256 per epoch.
-FAST = dict(model="resnet20", data="digits", batch_size=256, quiet=True, warmup_epochs=0.0)
+# Small and quick: resnet20 on digits, 5 steps of 256 per epoch; CPU (the exactness claims
+# are for CPU; GPU kernels may be non-deterministic).
+FAST = dict(model="resnet20", data="digits", batch_size=256, quiet=True, warmup_epochs=0.0, device="cpu")
 
 
 def test_short_run_writes_the_run_folder(tmp_path):
@@ -105,7 +106,7 @@ def test_fresh_run_into_a_used_folder_is_refused(tmp_path):
 def test_evaluate_reports_top5_per_class_and_confusion():
     from cnnarch.data import load_dataset
 
-    result = train(TrainConfig(epochs=1, **FAST))
+    result = train(TrainConfig(epochs=1, precision="fp32", **FAST))  # evaluate() defaults to fp32
     ev = evaluate(result.model, load_dataset("digits"))
     assert ev["n"] == 360 and len(ev["per_class"]) == 10 and len(ev["confusion"]) == 10
     assert sum(map(sum, ev["confusion"])) == 360 and ev["top5"] >= ev["top1"]
@@ -114,7 +115,7 @@ def test_evaluate_reports_top5_per_class_and_confusion():
 
 def test_googlenet_aux_loss_is_used_in_training_only(tmp_path):
     result = train(TrainConfig(model="googlenet_small", data="synthetic:3x16x16:4:32", batch_size=16,
-                               iterations=2, quiet=True, warmup_epochs=0.0))
+                               iterations=2, quiet=True, warmup_epochs=0.0, device="cpu"))
     assert result.history[-1]["test_acc"] is not None  # eval mode: plain logits, no aux
 
 
