@@ -41,6 +41,7 @@ from .logging import MetricsFile, TensorBoard, epoch_line, progress_bar
 from .schedule import LRSchedule
 
 log = logging.getLogger("cnnarch.train")
+NO_STEP = 2**62  # "no non-finite loss seen" marker
 
 
 class NonFiniteLoss(UserError):
@@ -252,7 +253,8 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
             train_model.train()
             t0 = time.perf_counter()
             window = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-            first_bad = torch.full((), 2**62, dtype=torch.int64, device=device)
+            first_bad = torch.full((), NO_STEP, dtype=torch.int64, device=device)
+            step_t = torch.full((), step, dtype=torch.int64, device=device)  # no host->device copy per step
             totals = [0.0, 0.0, 0.0]
             steps_this_epoch = 0
             batches = data.train_batches(cfg.batch_size, generator, rank=info.rank,
@@ -278,12 +280,12 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
                 scaler.update()
                 # -- log (tensors only; the host syncs every log_every steps)
                 loss_d = loss.detach()
-                first_bad = torch.where(~torch.isfinite(loss_d) & (first_bad == 2**62),
-                                        torch.tensor(step, device=device), first_bad)
-                window += torch.stack([loss_d.double() * len(y),
-                                       (logits.detach().argmax(1) == y).sum().double(),
-                                       torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+                first_bad = torch.where(~torch.isfinite(loss_d) & (first_bad == NO_STEP), step_t, first_bad)
+                window[0] += loss_d.double() * len(y)
+                window[1] += (logits.detach().argmax(1) == y).sum()
+                window[2] += len(y)
                 step += 1
+                step_t += 1
                 steps_this_epoch += 1
                 bar.update(1)
                 if step % cfg.log_every and step < total_steps and steps_this_epoch < steps_per_epoch:
@@ -291,7 +293,7 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
                 dist_utils.all_reduce_sum(window, info)
                 dist_utils.all_reduce_min(first_bad, info)
                 w_loss, w_correct, w_seen = window.tolist()
-                if first_bad.item() != 2**62:
+                if first_bad.item() != NO_STEP:
                     bad = int(first_bad.item())
                     last = (f"; the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'} "
                             f"(epoch {len(history)})" if run_dir is not None and history else "")
