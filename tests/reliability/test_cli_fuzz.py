@@ -190,7 +190,7 @@ def with_junk(args):
 
 # --- the tests, one per sub-command ----------------------------------------------------------
 
-N = {"models": 4, "summary": 60, "inception-cost": 10, "train": 120, "train-toml": 120,
+N = {"experiment": 30, "reproduce": 20, "models": 4, "summary": 60, "inception-cost": 10, "train": 120, "train-toml": 120,
      "eval": 80, "bench": 50, "export": 50, "predict": 80, "top-level": 40}
 SCALE = [1, pytest.param(8, marks=pytest.mark.slow, id="x8-slow")]
 
@@ -421,6 +421,55 @@ def test_fuzz_predict(cli, bounded, reliability_log, scale):
 
     case()
     _record(reliability_log, "predict", counts, scale)
+
+
+@pytest.fixture
+def cheap_experiments(monkeypatch, bounded):
+    """CI: ``reproduce`` is a sentinel ("accepted": argparse and the CLI's checks passed).
+    Slow variant: it runs for real, but only the analysis-only inception-cost experiment
+    (the training experiments take minutes); argument checks are unchanged."""
+    import importlib
+
+    mod = importlib.import_module("cnnarch.experiments.reproduce")
+    real = mod.reproduce
+
+    def arm(run_real: bool):
+        def cheap(scale="quick", data="digits", out="reports/latest", **kw):
+            if not run_real:
+                raise Accepted()
+            return real(scale, data, out, **{**kw, "only": ["inception-cost"]})
+
+        monkeypatch.setattr(mod, "reproduce", cheap)
+        if hasattr(mod, "choose_threads"):
+            monkeypatch.setattr(mod, "choose_threads", lambda *a, **k: {})
+        return bounded
+
+    return arm
+
+
+@pytest.mark.parametrize("scale", SCALE)
+def test_fuzz_experiment_reproduce(cli, cheap_experiments, reliability_log, scale):
+    counts: dict = {}
+    sandbox = cheap_experiments(run_real=scale != 1)
+    common = flags(("--scale", st.sampled_from(["quick", "full", "QUICK", ""])), ("--data", DATA),
+                   ("--data-dir", paths(sandbox)), ("--out", paths(sandbox)),
+                   ("--seed", INTS), ("--device", st.sampled_from(["cpu", "cuda", "auto", "x"])))
+
+    @settings(derandomize=scale == 1, max_examples=N["experiment"], **SETTINGS)
+    @given(st.sampled_from(["inception-cost", "degradation", "residuals", "aux-heads", "nope", ""]),
+           with_junk(common))
+    def experiment(name, args):
+        check(cli, ["experiment", name, *args], counts)
+
+    @settings(derandomize=scale == 1, max_examples=N["reproduce"], **SETTINGS)
+    @given(with_junk(common))
+    def reproduce(args):
+        check(cli, ["reproduce", *args], counts)
+
+    experiment()
+    reproduce()
+    name = "experiment + reproduce" + (" (inception-cost only)" if scale != 1 else " (stubbed)")
+    _record(reliability_log, name, counts, scale)
 
 
 # --- found by the fuzzer, kept as plain regression cases ------------------------------------
