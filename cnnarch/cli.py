@@ -566,7 +566,78 @@ def _cmd_eval(args) -> int:
 
 
 def _add_experiment_commands(sub) -> None:
-    pass
+    scales = ["quick", "full"]
+
+    def common(p, default_out: str | None) -> None:
+        p.add_argument("--scale", choices=scales, default="quick",
+                       help="quick: digits-sized, minutes on a CPU (make demo); full: the paper's "
+                            "CIFAR recipe and depths 20-110 (hours on one GPU)")
+        p.add_argument("--data", default="digits",
+                       help="digits (bundled, default) | cifar10 | cifar100 | synthetic[:CxHxW:K:N]")
+        p.add_argument("--data-dir", default=None, help="folder/archive for CIFAR")
+        p.add_argument("--out", default=default_out,
+                       help="report folder (default reports/<timestamp>, also linked as reports/latest)")
+        p.add_argument("--seed", type=int, default=0, help="seeds every run (default 0)")
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (training runs)")
+
+    p = sub.add_parser(
+        "reproduce", help="run one experiment per lecture claim (G1-G5, R1-R5) and write the report",
+        description="Run every experiment (inception-cost, degradation, residuals, gradient-flow, "
+                    "aux-heads) and write report.html (self-contained), report.md, results.json and "
+                    "the figures. Each claim gets a verdict computed from the measured numbers by "
+                    "a stated rule.")
+    common(p, None)
+    p.set_defaults(func=_cmd_reproduce, only=None)
+
+    p = sub.add_parser(
+        "experiment", help="run one experiment of `reproduce` and write its report",
+        description="Run one experiment and write the same report as `reproduce` for its claims "
+                    "(the other claims show 'not run').")
+    p.add_argument("name", choices=["inception-cost", "degradation", "gradient-flow", "residuals",
+                                    "aux-heads"], help="the experiment")
+    common(p, None)
+    p.set_defaults(func=_cmd_experiment)
+
+
+def _report_dir(args) -> str:
+    if args.out:
+        return args.out
+    import time
+
+    return os.path.join("reports", time.strftime("%Y%m%d-%H%M%S"))
+
+
+def _run_reproduce(args, only) -> int:
+    from pathlib import Path
+
+    from .experiments.reproduce import reproduce, summary_lines
+
+    out = _report_dir(args)
+    command = "cnnarch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cnnarch") else ""
+    results = reproduce(args.scale, args.data, out, seed=args.seed, data_dir=args.data_dir,
+                        device=args.device, only=only, command=command)
+    if not args.out:  # reports/latest -> the newest report
+        latest = Path("reports") / "latest"
+        try:
+            if latest.is_symlink() or not latest.exists():
+                if latest.is_symlink():
+                    latest.unlink()
+                latest.symlink_to(Path(out).name)
+        except OSError:
+            pass
+    for line in summary_lines(results, Path(out)):
+        if only and ": not run" in line:
+            continue
+        print(line)
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    return _run_reproduce(args, None)
+
+
+def _cmd_experiment(args) -> int:
+    return _run_reproduce(args, [args.name])
 
 
 # --- bench, export, predict (issue 5) ------------------------------------------------------

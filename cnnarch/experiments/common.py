@@ -1,0 +1,180 @@
+"""Shared pieces of the experiments: scales, progress, verdicts, training through cnnarch.train.
+
+Every experiment returns ``{"claims": {id: claim}, "figures": {...}, "data": {...}}`` where a
+claim is ``{"verdict": "reproduced" | "not reproduced", "measured": {...}, "rule": "..."}``.
+The verdict comes from a ``verdict_*`` function of the measured numbers only, so a test can
+feed it synthetic numbers on both sides of its rule.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+
+
+def claim(ok: bool, measured: dict, rule: str, **extra) -> dict:
+    """One claim's result; ``ok`` must be computed from ``measured``."""
+    return {"verdict": REPRODUCED if ok else NOT_REPRODUCED, "measured": measured, "rule": rule,
+            **extra}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def fmt_factor(x: float) -> str:
+    if not math.isfinite(x):
+        return "inf"
+    return f"{x:,.3g}x" if x >= 1e-3 else f"{x:.2e}x"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What one scale runs (quick: the `make demo` budget on 2 CPU cores; full: the paper)."""
+
+    name: str
+    depths: tuple[int, ...]  # CIFAR-family depths of the degradation twins
+    epochs: int  # degradation / residual training
+    batch_size: int
+    lr: float
+    weight_decay: float
+    schedule: str  # cosine | step
+    milestones: tuple[int, ...] = ()  # epochs, for schedule "step"
+    warmup_epochs: float = 1.0
+    aux_epochs: int = 3  # GoogLeNet with / without aux heads
+    aux_iterations: int = 0  # > 0: that many optimizer steps instead of aux_epochs
+    aux_batch_size: int = 64
+    probe_images: int = 256  # images for the gradient / response / ratio probes
+    jacobian_blocks: int = 6  # identity blocks per model whose Jacobian is measured
+    timing_repeats: int = 5
+    precision: str = "fp32"
+    extra: dict = field(default_factory=dict)
+
+
+SCALES = {
+    "quick": Scale("quick", depths=(20, 56), epochs=10, batch_size=64, lr=0.1, weight_decay=1e-4,
+                   schedule="cosine", warmup_epochs=1.0, aux_epochs=1, aux_iterations=0, aux_batch_size=32,
+                   probe_images=256, jacobian_blocks=4, timing_repeats=3),
+    # The paper's CIFAR recipe (Sec. 4.2): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr / 10 at
+    # 32k and 48k iterations, 64k iterations (= 91 / 136 / 182 epochs of 351 steps on 45k).
+    "full": Scale("full", depths=(20, 32, 44, 56, 110), epochs=182, batch_size=128, lr=0.1,
+                  weight_decay=1e-4, schedule="step", milestones=(91, 136), warmup_epochs=0.0,
+                  aux_epochs=60, aux_batch_size=128, probe_images=1000, jacobian_blocks=12,
+                  timing_repeats=10, precision="auto"),
+}
+
+
+def get_scale(name: str | Scale) -> Scale:
+    if isinstance(name, Scale):
+        return name
+    if name not in SCALES:
+        raise ValueError(f"unknown scale {name!r}; choose one of {', '.join(SCALES)}")
+    return SCALES[name]
+
+
+class Progress:
+    """Prints which experiment and model is running, with elapsed time and an ETA from the
+    planned amount of work (in arbitrary units, e.g. image-epochs x MACs)."""
+
+    def __init__(self, total_units: float = 0.0, stream=None, enabled: bool = True):
+        self.total = float(total_units)
+        self.done = 0.0
+        self.t0 = time.perf_counter()
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.experiment = ""
+
+    def start(self, experiment: str) -> None:
+        self.experiment = experiment
+        self.say(f"== {experiment}")
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            elapsed = time.perf_counter() - self.t0
+            eta = ""
+            if self.total > 0 and self.done > 0:
+                rest = elapsed * (self.total - self.done) / self.done
+                eta = f", ETA {max(rest, 0):.0f} s"
+            print(f"[{elapsed:6.1f} s{eta}] {text}", file=self.stream, flush=True)
+
+    def advance(self, units: float) -> None:
+        self.done += units
+
+
+def choose_threads(max_threads: int | None = None) -> dict:
+    """Pick the faster of 1 and all intra-op threads for small-batch training, by timing a few
+    ResNet-20 steps with each. On a busy machine, threads waiting for a core that another
+    process holds make every step several times slower than one thread; on an idle one,
+    more threads win. Sets torch's thread count and returns what was measured."""
+    from ..models import create_model
+
+    n = max_threads or torch.get_num_threads()
+    if n <= 1:
+        return {"threads": torch.get_num_threads(), "measured_s": {}}
+    torch.manual_seed(0)
+    model = create_model("resnet20", in_chans=1)
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+
+    def step_time(threads: int, give_up: float = float("inf")) -> float:
+        torch.set_num_threads(threads)
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            best = min(best, time.perf_counter() - t)
+            if best > give_up:  # already clearly slower: stop paying for it
+                break
+        return best
+
+    step_time(1)  # warm-up (allocations, kernels)
+    timing = {1: step_time(1)}
+    timing[n] = step_time(n, give_up=2 * timing[1])
+    pick = min(timing, key=timing.get)
+    torch.set_num_threads(pick)
+    return {"threads": pick, "measured_s": {str(k): v for k, v in timing.items()}}
+
+
+def probe_batch(data, n: int, split: str = "train"):
+    """The first ``n`` images (normalised) and labels of a split: a fixed, real batch."""
+    images = data.train_images if split == "train" else data.test_images
+    labels = data.train_labels if split == "train" else data.test_labels
+    return data.normalize(images[:n]).cpu(), labels[:n].cpu()
+
+
+def load_data(name: str, data_dir=None, download: bool = False):
+    from ..data import load_dataset
+
+    return load_dataset(name, data_dir=data_dir, download=download)
+
+
+def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=None,
+                epochs: int | None = None, iterations: int = 0, batch_size: int | None = None,
+                aux_weight: float = 0.3,
+                on_epoch_end=None, data_dir=None, device: str = "auto"):
+    """Train through cnnarch.train with the scale's settings (identical for every twin)."""
+    from ..train import TrainConfig, train
+
+    milestones = list(scale.milestones)
+    cfg = TrainConfig(model=model, model_kwargs=dict(model_kwargs or {}), data=data,
+                      data_dir=data_dir, epochs=epochs or scale.epochs, iterations=iterations,
+                      batch_size=batch_size or scale.batch_size, optimizer="sgd", lr=scale.lr,
+                      momentum=0.9, weight_decay=scale.weight_decay, schedule=scale.schedule,
+                      milestones=milestones, milestone_unit="epoch",
+                      warmup_epochs=scale.warmup_epochs, aux_weight=aux_weight,
+                      precision=scale.precision, channels_last="off" if scale.precision == "fp32" else "auto",
+                      seed=seed, out=None, quiet=True, device=device, log_every=1000)
+    torch.manual_seed(seed)
+    result = train(cfg, on_epoch_end=on_epoch_end)
+    return result.model.float().to(memory_format=torch.contiguous_format).cpu(), result.history
+
+
+def errors(history: list[dict]) -> dict:
+    """Per-epoch training and test error (fractions) from a train() history."""
+    return {"train_error": [1.0 - h["train_acc"] for h in history],
+            "test_error": [None if h["test_acc"] is None else 1.0 - h["test_acc"] for h in history]}

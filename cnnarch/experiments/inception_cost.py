@@ -1,0 +1,178 @@
+"""G1-G4: what an Inception module is and what it costs (counted on our modules, not typed in).
+
+- G1: params and multiply-adds of GoogLeNet next to the ResNets and the naive variant.
+- G2: the module's four parallel branches and their depth-wise concatenation, shape-checked.
+- G3: the lecture's naive module (28x28x256 input): 854,196,224 MACs, output depth 672;
+  depth growth when naive modules are stacked (the whole network, ``inception="naive"``).
+- G4: the bottleneck module: 271,351,808 MACs, depth 480; the slide's 358M explained;
+  measured forward time of both networks on this machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from ..analysis.complexity import complexity, inception_cost_example, naive_vs_bottleneck
+from .common import Progress, claim, get_scale
+
+# The lecture's own numbers (LECTURE.md / REFERENCE.md), compared with what we count.
+LECTURE_NAIVE_MACS = 854_196_224
+LECTURE_NAIVE_DEPTH = 672
+LECTURE_BOTTLENECK_MACS = 271_351_808
+LECTURE_BOTTLENECK_DEPTH = 480
+LECTURE_SLIDE_BOTTLENECK = 358_000_000
+MIN_SAVING = 2.0  # "cutting the cost sharply": at least 2x fewer MACs
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+RESNET_LAYERS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+
+
+def verdict_g1(m: dict) -> dict:
+    macs = [m["resnet_macs"][n] for n in RESNETS]
+    grows = all(a < b for a, b in zip(macs, macs[1:], strict=False))
+    g, r18 = m["googlenet"], m["resnet_macs"]["resnet18"]
+    efficient = g["macs"] < r18 and g["params"] < m["resnet_params"]["resnet18"]
+    saving = m["googlenet_naive"]["macs"] / g["macs"]
+    ok = grows and efficient and saving >= MIN_SAVING
+    rule = (f"deeper ResNets cost more (MACs 18->152: {' < '.join(f'{x / 1e9:.2f}G' for x in macs)}: "
+            f"{'yes' if grows else 'no'}); GoogLeNet (22 layers) {g['macs'] / 1e9:.3f} GMACs, "
+            f"{g['params'] / 1e6:.2f}M params vs ResNet-18 {r18 / 1e9:.3f} GMACs, "
+            f"{m['resnet_params']['resnet18'] / 1e6:.2f}M ({'cheaper' if efficient else 'not cheaper'}); "
+            f"its naive variant costs {saving:.1f}x more (needs >= {MIN_SAVING:g}x) "
+            f"-> {'all hold' if ok else 'not all hold'}")
+    return claim(ok, m, rule)
+
+
+def verdict_g2(m: dict) -> dict:
+    ok = (m["output_shape"] == m["expected_shape"] and m["concat_matches_branches"]
+          and sorted(m["branch_kernels"]) == [1, 3, 5] and m["has_pool_branch"])
+    rule = (f"Inception 3a on a {m['input_shape']} input: output {m['output_shape']} "
+            f"(expected {m['expected_shape']}: same spatial size, depth "
+            f"{' + '.join(map(str, m['branch_depths']))}); output channels = the four branches "
+            f"concatenated in order: {m['concat_matches_branches']}; kernels {m['branch_kernels']} "
+            f"+ max-pool branch: {m['has_pool_branch']}")
+    return claim(ok, m, rule)
+
+
+def verdict_g3(m: dict) -> dict:
+    grows = all(b > a for a, b in m["naive_depth_chain"])
+    ok = (m["naive_macs"] == LECTURE_NAIVE_MACS and m["naive_depth"] == LECTURE_NAIVE_DEPTH
+          and m["naive_keeps_size"] and grows)
+    rule = (f"naive module counted {m['naive_macs']:,} MACs (lecture {LECTURE_NAIVE_MACS:,}), "
+            f"output depth {m['naive_depth']} (lecture {LECTURE_NAIVE_DEPTH}), spatial size kept: "
+            f"{m['naive_keeps_size']}; stacked naive modules: depth "
+            f"{' -> '.join(str(a) for a, _ in m['naive_depth_chain'])} -> {m['naive_depth_chain'][-1][1]} "
+            f"(grows at every module: {grows})")
+    return claim(ok, m, rule)
+
+
+def verdict_g4(m: dict) -> dict:
+    ok = (m["bottleneck_macs"] == LECTURE_BOTTLENECK_MACS
+          and m["bottleneck_depth"] == LECTURE_BOTTLENECK_DEPTH
+          and m["slide_explained"] and m["module_saving"] >= MIN_SAVING
+          and m["network_saving"] >= MIN_SAVING)
+    rule = (f"bottleneck module counted {m['bottleneck_macs']:,} MACs (the lecture's terms sum to "
+            f"{LECTURE_BOTTLENECK_MACS:,}), depth {m['bottleneck_depth']} (lecture "
+            f"{LECTURE_BOTTLENECK_DEPTH}); the slide's {LECTURE_SLIDE_BOTTLENECK / 1e6:.0f}M = our sum + "
+            f"the '{m['slide_double_counted']}' term again: {m['slide_explained']}; saving "
+            f"{m['module_saving']:.2f}x per module and {m['network_saving']:.2f}x on the whole "
+            f"{m['network_model']} (needs >= {MIN_SAVING:g}x)")
+    return claim(ok, m, rule)
+
+
+def _shape_check() -> dict:
+    from ..models import TABLE1, Inception
+
+    torch.manual_seed(0)
+    module = Inception(192, TABLE1["3a"]).eval()
+    x = torch.randn(2, 192, 28, 28)
+    with torch.no_grad():
+        y = module(x)
+        parts = [module.branch1(x), module.branch2(x), module.branch3(x), module.branch4(x)]
+    concat = bool(torch.equal(torch.cat(parts, 1), y))
+    kernels = [module.branch1.conv.kernel_size[0], module.branch2[1].conv.kernel_size[0],
+               module.branch3[1].conv.kernel_size[0]]
+    depths = [p.shape[1] for p in parts]
+    return {"input_shape": [192, 28, 28], "output_shape": list(y.shape[1:]),
+            "expected_shape": [sum(depths), 28, 28], "branch_depths": depths,
+            "concat_matches_branches": concat, "branch_kernels": kernels,
+            "has_pool_branch": isinstance(module.branch4[0], torch.nn.MaxPool2d)}
+
+
+def _forward_time(model_name: str, in_chans: int, size: int, batch: int, repeats: int, **kw) -> dict:
+    from ..models import create_model
+
+    model = create_model(model_name, in_chans=in_chans, aux_logits=False, **kw).eval()
+    x = torch.randn(batch, in_chans, size, size)
+    times = []
+    with torch.inference_mode():
+        model(x)  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    return {"median_s": med, "min_s": min(times), "max_s": max(times), "batch": batch,
+            "img_per_s": batch / med, "repeats": repeats}
+
+
+def run(scale="quick", *, data_shape=(1, 8, 8), progress: Progress | None = None, **_) -> dict:
+    """Count the lecture example, both GoogLeNet variants and the ResNets; time both
+    GoogLeNet variants on ``data_shape`` (the dataset's C, H, W)."""
+    sc = get_scale(scale)
+    progress = progress or Progress(enabled=False)
+    progress.start("inception-cost (G1-G4)")
+    ex = inception_cost_example()
+    c, h, w = data_shape
+    progress.say("counting GoogLeNet naive vs bottleneck (224x224) and the ResNets")
+    net = naive_vs_bottleneck("googlenet")
+    g = complexity("googlenet")
+    gn = complexity("googlenet", inception="naive")
+    resnet_macs = {n: complexity(n).macs for n in RESNETS}
+    resnet_params = {n: complexity(n).params for n in RESNETS}
+    cifar = {n: {"params": complexity(n).params, "macs": complexity(n).macs}
+             for n in ("resnet20", "resnet56", "resnet110")}
+
+    progress.say(f"timing googlenet_small forward, bottleneck vs naive, on {c}x{h}x{w}")
+    timing = {mode: _forward_time("googlenet_small", c, h, 16, sc.timing_repeats, inception=mode)
+              for mode in ("bottleneck", "naive")}
+    timing_macs = {mode: complexity("googlenet_small", (c, h, w), in_chans=c, inception=mode).macs
+                   for mode in ("bottleneck", "naive")}
+
+    chain = [(r.naive.in_depth, r.naive.out_depth) for r in net.modules]
+    g1 = {"googlenet": {"params": g.params, "macs": g.macs},
+          "googlenet_naive": {"params": gn.params, "macs": gn.macs},
+          "resnet_macs": resnet_macs, "resnet_params": resnet_params,
+          "resnet_layers": RESNET_LAYERS, "cifar_resnets": cifar}
+    g3 = {"naive_macs": ex.naive.macs, "naive_depth": ex.naive.output_depth,
+          "naive_keeps_size": list(ex.naive.output_shape[1:]) == [28, 28],
+          "naive_terms": {t.label: t.macs for t in ex.naive.terms},
+          "naive_depth_chain": chain}
+    g4 = {"bottleneck_macs": ex.bottleneck.macs, "bottleneck_depth": ex.bottleneck.output_depth,
+          "bottleneck_terms": {f"{t.label} ({t.role})": t.macs for t in ex.bottleneck.terms},
+          "slide_printed": ex.slide.printed, "slide_explained": ex.slide.explained,
+          "slide_double_counted": ex.slide.double_counted,
+          "slide_sum_with_double": ex.slide.sum_with_double,
+          "slide_explanation": ex.slide.sentence(),
+          "module_saving": ex.naive.macs / ex.bottleneck.macs,
+          "network_model": "googlenet (224x224)",
+          "network_macs": dict(net.total_macs), "network_params": dict(net.total_params),
+          "network_saving": net.total_macs["naive"] / net.total_macs["bottleneck"],
+          "forward_time": {"model": f"googlenet_small on {c}x{h}x{w}, batch 16, this machine",
+                           **{m: timing[m] for m in timing}},
+          "forward_speedup": timing["naive"]["median_s"] / timing["bottleneck"]["median_s"],
+          "forward_macs": timing_macs}
+    claims = {"G1": verdict_g1(g1), "G2": verdict_g2(_shape_check()), "G3": verdict_g3(g3),
+              "G4": verdict_g4(g4)}
+    per_module = [{"module": r.key, "bottleneck_in": r.bottleneck.in_depth,
+                   "bottleneck_out": r.bottleneck.out_depth, "bottleneck_macs": r.bottleneck.macs,
+                   "bottleneck_params": r.bottleneck.params, "naive_in": r.naive.in_depth,
+                   "naive_out": r.naive.out_depth, "naive_macs": r.naive.macs,
+                   "naive_params": r.naive.params} for r in net.modules]
+    progress.advance(1)
+    return {"claims": claims,
+            "data": {"per_module": per_module,
+                     "example": ex.to_dict()}}
