@@ -94,9 +94,13 @@ def main() -> int:
     p.add_argument("--batch-224", type=int, default=0, help="resnet18 batch (0 = 16 CPU / 128 CUDA)")
     p.add_argument("--batch-32", type=int, default=0, help="resnet56 batch (0 = 128 CPU / 512 CUDA)")
     p.add_argument("--cases", default="resnet18,resnet56")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = PyTorch's default); 1 is steadier on a busy machine")
     p.add_argument("--json", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks_train.json"))
     args = p.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (20 if cuda else 3)

@@ -83,6 +83,8 @@ class TrainConfig:
     recipe: str = ""  # name of the preset applied under these values ("" = none)
 
     def __post_init__(self):
+        if isinstance(self.channels_last, bool):  # accept True/False as on/off
+            self.channels_last = "on" if self.channels_last else "off"
         validate(self)
 
     def to_dict(self) -> dict:
@@ -153,6 +155,8 @@ def coerce(key: str, value, *, source: str = "config"):
     if kind == "str":
         if isinstance(value, str):
             return value
+        if key == "channels_last" and isinstance(value, bool):
+            return "on" if value else "off"
         raise bad
     if kind == "dict":
         if isinstance(value, str):

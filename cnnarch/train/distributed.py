@@ -93,6 +93,11 @@ def all_reduce_min(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
 def broadcast_object(obj, info: DistInfo):
     """Rank 0's value of a picklable object, on every rank."""
     if not info.enabled:

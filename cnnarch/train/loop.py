@@ -30,6 +30,7 @@ from .checkpoint import (
     FORMAT,
     VERSION,
     RunLock,
+    atomic_write_text,
     find_checkpoint,
     load_checkpoint,
     rng_state,
@@ -155,6 +156,8 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
     try:
         # ---- setup: run folder (rank 0 writes; every rank learns the outcome) --------------
         dist_utils.check_batch(cfg.batch_size, info)
+        if cfg.out is None and cfg.resume and Path(cfg.resume).is_dir():
+            cfg = cfg.replace(out=cfg.resume)  # continue writing into the resumed run folder
         cfg = cfg.replace(out=dist_utils.broadcast_object(cfg.out, info))
         run_dir, lock, err = _prepare_run_dir(cfg, info)
         err = dist_utils.broadcast_object(err, info)
@@ -164,9 +167,13 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
 
         # ---- setup: data, model, optimizer, schedule ---------------------------------------
         seed_everything(cfg.seed)
+        if not info.is_main:  # rank 0 downloads/extracts first; the others then read its copy
+            dist_utils.barrier(info)
         data = load_dataset(cfg.data, data_dir=cfg.data_dir, download=cfg.download and info.is_main,
                             val_split=cfg.val_split, seed=cfg.seed, device=device,
                             image_size=cfg.image_size, workers=cfg.workers)
+        if info.is_main:
+            dist_utils.barrier(info)
         steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
         if steps_per_epoch == 0:
             raise UserError(f"batch_size {cfg.batch_size} is larger than the training split "
@@ -231,8 +238,6 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
         # ---- setup: outputs ----------------------------------------------------------------
         if run_dir is not None and info.is_main:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            from .checkpoint import atomic_write_text
-
             atomic_write_text(run_dir / "config.toml", to_toml(cfg.replace(resume=None)))
             MetricsFile.rewrite(run_dir / "metrics.jsonl", history)
             metrics = MetricsFile(run_dir / "metrics.jsonl")
