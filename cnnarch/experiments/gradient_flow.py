@@ -41,7 +41,8 @@ def verdict_r5(m: dict) -> dict:
     p_no, r_no = nn_[f"plain{d}"]["stem_over_head"], nn_[f"resnet{d}"]["stem_over_head"]
     b = p_no < VANISHED and r_no >= NOT_VANISHED
     p_tr, r_tr = tr[f"plain{d}"]["stem_over_head"], tr[f"resnet{d}"]["stem_over_head"]
-    c = _log(r_tr) < _log(p_tr)
+    r_tr_spread = tr[f"resnet{d}"]["spread"]
+    c = r_tr_spread <= SMALL_FACTOR
     jac = m["jacobian_trained"]
     res_med = [j["with_shortcut"][1] for j in jac]
     f_med = [j["without_shortcut"][1] for j in jac]
@@ -54,8 +55,8 @@ def verdict_r5(m: dict) -> dict:
             f"{fmt_factor(r_bn_spread)} <= {SMALL_FACTOR:g}x: {r_bn_spread <= SMALL_FACTOR}); "
             f"(b) no norm, init: plain-{d} {fmt_factor(p_no)} (vanished, < {VANISHED:g}: {p_no < VANISHED}), "
             f"ResNet-{d} {fmt_factor(r_no)} (not vanished, >= {NOT_VANISHED:g}: {r_no >= NOT_VANISHED}); "
-            f"(c) BN, trained: ResNet-{d} {fmt_factor(r_tr)} vs plain-{d} {fmt_factor(p_tr)} (ResNet "
-            f"closer to 1: {c}); (d) trained ResNet-{d}, {len(jac)} identity blocks: median singular "
+            f"(c) BN, trained: ResNet-{d} head->stem {fmt_factor(r_tr)}, spread {fmt_factor(r_tr_spread)} "
+            f"<= {SMALL_FACTOR:g}x: {c} (plain-{d}, for reference: {fmt_factor(p_tr)}); (d) trained ResNet-{d}, {len(jac)} identity blocks: median singular "
             f"value of I + dF/dx in [{NEAR_ONE[0]:g}, {NEAR_ONE[1]:g}] in {res_near}/{len(jac)} "
             f"blocks, of dF/dx alone (no shortcut) in {f_near}/{len(jac)} "
             f"-> {'all four hold' if ok else 'not all hold'}")

@@ -30,6 +30,19 @@ FULL_HINT = ("`cnnarch reproduce --scale full --data cifar10` (the paper's CIFAR
              "20-110; see docs/reproduce.md)")
 
 
+# Why a claim may need more than the quick budget (shown only when it did not reproduce there).
+QUICK_WHY = {
+    "G5": ("googlenet_small costs about 12x a ResNet-56 per image, so the quick budget only takes a "
+           "few steps: the network has not learned yet (test accuracy near chance), and the rule "
+           "refuses a gradient ratio measured on an untrained network."),
+    "R4": ("A BN output's std is close to its gamma, which starts at 1; Fig. 7's ordering (deeper "
+           "ResNets smaller) appears after long training with weight decay (64k iterations in the "
+           "paper), so a few epochs on digits may show ResNet < plain but not yet deeper < shallower."),
+    "R2": "The deep ResNet may not have converged in the quick budget.",
+    "R1": "The deep ResNet may not have converged in the quick budget.",
+}
+
+
 def environment(device: str = "cpu") -> dict:
     import numpy
     import torchvision
@@ -147,9 +160,10 @@ def reproduce(scale: str = "quick", data: str = "digits", out: str | Path = "rep
         if cid not in claims:
             claims[cid] = {"verdict": "not run", "measured": {}, "rule": "experiment not run (--only)"}
         elif claims[cid]["verdict"] != REPRODUCED and sc.name == "quick":
-            claims[cid]["note"] = (f"not reproduced at the quick scale ({data}, {sc.epochs} epochs for "
-                                   f"the twins, a short googlenet_small run); the paper's setting is "
-                                   f"{FULL_HINT}.")
+            claims[cid]["note"] = (f"Not reproduced at the quick scale ({data}, {sc.epochs} epochs for "
+                                   f"the twins, {sc.aux_iterations or sc.aux_epochs} "
+                                   f"{'steps' if sc.aux_iterations else 'epochs'} of googlenet_small). "
+                                   f"{QUICK_WHY.get(cid, '')} The paper's setting is {FULL_HINT}.")
     progress.say("writing figures and the report")
     _figures(out, parts)
     results = {"claims": {cid: claims[cid] for cid in CLAIM_IDS},

@@ -57,12 +57,12 @@ def test_r4():
     assert residuals.verdict_r4(_r4(0.6, 0.7))["verdict"] == NOT_REPRODUCED  # ratio grew
 
 
-def _r5(res_bn=20.0, plain_none=1e-5, jac_med=1.0):
+def _r5(res_bn=20.0, plain_none=1e-5, jac_med=1.0, res_trained=2.0):
     prof = lambda f, s=None: {"stem_over_head": f, "spread": s or max(f, 1 / f)}  # noqa: E731
     return {"depth": 56,
             "init_bn": {"plain56": prof(3000.0), "resnet56": prof(res_bn)},
             "init_none": {"plain56": prof(plain_none), "resnet56": prof(100.0)},
-            "trained_bn": {"plain56": prof(0.1), "resnet56": prof(2.0)},
+            "trained_bn": {"plain56": prof(0.1), "resnet56": prof(res_trained)},
             "jacobian_trained": [{"block": "block2", "with_shortcut": (0.1, jac_med, 3.0),
                                   "without_shortcut": (0.0, 1e-7, 2.0)}]}
 
@@ -72,6 +72,7 @@ def test_r5():
     assert gradient_flow.verdict_r5(_r5(res_bn=500.0))["verdict"] == NOT_REPRODUCED
     assert gradient_flow.verdict_r5(_r5(plain_none=0.5))["verdict"] == NOT_REPRODUCED
     assert gradient_flow.verdict_r5(_r5(jac_med=3.0))["verdict"] == NOT_REPRODUCED
+    assert gradient_flow.verdict_r5(_r5(res_trained=300.0))["verdict"] == NOT_REPRODUCED
 
 
 def _g5(ratio, acc=0.9):
