@@ -148,8 +148,9 @@ def train_twins(scale, *, data: str = "digits", seed: int = 0, progress: Progres
                 ratios.append(residual_ratios(calibrate_bn(init, probe_x), probe_x).ratios)
 
             def on_epoch_end(model, record, kind=kind, ratios=ratios):
-                if kind == "resnet":
-                    ratios.append(residual_ratios(model.float().cpu(), probe_x).ratios)
+                if kind == "resnet":  # on the training device: the model must stay where it is
+                    device = next(model.parameters()).device
+                    ratios.append(residual_ratios(model, probe_x.to(device)).ratios)
 
             model, history = train_model(name, sc, data=data, seed=seed, on_epoch_end=on_epoch_end,
                                          data_dir=data_dir, device=device)
