@@ -81,7 +81,7 @@ def test_fold_bn_needs_eval_mode():
     ("resnet18", 32, {}),
     ("resnet20", 32, {"norm": "none"}),
     ("googlenet_small", 8, {}),
-    ("googlenet_tv", 64, {}),
+    pytest.param("googlenet_tv", 64, {}, marks=pytest.mark.slow),  # googlenet_small covers it
 ])
 def test_optimize_within_tolerance(name, size, kwargs, precision):
     model = _model(name, size, **kwargs)
