@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cnnarch models
-	$(VENV)/bin/cnnarch inception-cost
+	$(VENV)/bin/cnnarch reproduce --scale quick --out reports/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
