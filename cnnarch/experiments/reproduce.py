@@ -32,12 +32,10 @@ FULL_HINT = ("`cnnarch reproduce --scale full --data cifar10` (the paper's CIFAR
 
 # Why a claim may need more than the quick budget (shown only when it did not reproduce there).
 QUICK_WHY = {
-    "G5": ("googlenet_small costs about 12x a ResNet-56 per image, so the quick budget only takes a "
-           "few steps: the network has not learned yet (test accuracy near chance), and the rule "
-           "refuses a gradient ratio measured on an untrained network."),
-    "R4": ("A BN output's std is close to its gamma, which starts at 1; Fig. 7's ordering (deeper "
-           "ResNets smaller) appears after long training with weight decay (64k iterations in the "
-           "paper), so a few epochs on digits may show ResNet < plain but not yet deeper < shallower."),
+    "G5": ("googlenet_small costs about 12x a ResNet-56 per image, so the quick budget trains it "
+           "only a few steps; part (b) of the rule counts only once that network has learned."),
+    "R4": ("A BN output's std stays close to its gamma (1 at init) after a few epochs; the paper "
+           "trains 64k iterations with weight decay, which the full scale does."),
     "R2": "The deep ResNet may not have converged in the quick budget.",
     "R1": "The deep ResNet may not have converged in the quick budget.",
 }

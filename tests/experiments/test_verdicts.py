@@ -44,17 +44,23 @@ def test_r3():
     assert degradation.verdict_r3(bad)["verdict"] == NOT_REPRODUCED
 
 
-def _r4(res56_std, ratio_final):
+def _r4(res56_std, ratio_final, ratio20_final=0.45):
     return {"depths": [20, 56],
             "mean_response_std": {"plain20": 1.0, "resnet20": 0.8, "plain56": 1.2, "resnet56": res56_std},
-            "mean_ratio_init": {"20": 0.5, "56": 0.5}, "mean_ratio_final": {"20": 0.4, "56": ratio_final},
+            "mean_ratio_init": {"20": 0.5, "56": 0.5},
+            "mean_ratio_final": {"20": ratio20_final, "56": ratio_final},
             "mean_ratio_per_epoch": {}}
 
 
 def test_r4():
     assert residuals.verdict_r4(_r4(0.6, 0.3))["verdict"] == REPRODUCED
-    assert residuals.verdict_r4(_r4(0.9, 0.3))["verdict"] == NOT_REPRODUCED  # deeper not smaller
+    # Fig. 7's depth ordering of the std is reported, not required
+    assert residuals.verdict_r4(_r4(0.9, 0.3))["verdict"] == REPRODUCED
+    assert "not ordered by depth" in residuals.verdict_r4(_r4(0.9, 0.3))["rule"]
+    assert residuals.verdict_r4(_r4(1.3, 0.3))["verdict"] == NOT_REPRODUCED  # not < plain twin
     assert residuals.verdict_r4(_r4(0.6, 0.7))["verdict"] == NOT_REPRODUCED  # ratio grew
+    # the deeper ResNet's layers modify the signal more than the shallower one's
+    assert residuals.verdict_r4(_r4(0.6, 0.3, ratio20_final=0.2))["verdict"] == NOT_REPRODUCED
 
 
 def _r5(res_bn=20.0, plain_none=1e-5, jac_med=1.0, res_trained=2.0):
@@ -75,11 +81,15 @@ def test_r5():
     assert gradient_flow.verdict_r5(_r5(res_trained=300.0))["verdict"] == NOT_REPRODUCED
 
 
-def _g5(ratio, acc=0.9):
+def _g5(ratio, acc=0.9, none_ratio=None):
     layers = ("conv1", "conv2")
-    g = {"layers": layers, "main_only": (1.0, 1.0), "with_aux": (ratio, ratio), "ratios": (ratio, ratio),
-         "aux_weight": 0.3}
-    return {"trained_with_aux": g, "init_bn": g, "init_none": g, "num_classes": 10,
+
+    def grads(r):
+        return {"layers": layers, "main_only": (1e-9, 1e-6), "with_aux": (r * 1e-9, r * 1e-6),
+                "ratios": (r, r), "aux_weight": 0.3}
+
+    return {"trained_with_aux": grads(ratio), "init_bn": grads(1.0),
+            "init_none": grads(ratio if none_ratio is None else none_ratio), "num_classes": 10,
             "final_test_acc": {"with_aux": acc, "without_aux": acc},
             "final_train_acc": {"with_aux": acc, "without_aux": acc}}
 
@@ -87,7 +97,12 @@ def _g5(ratio, acc=0.9):
 def test_g5():
     assert aux_heads.verdict_g5(_g5(1.2))["verdict"] == REPRODUCED
     assert aux_heads.verdict_g5(_g5(1.01))["verdict"] == NOT_REPRODUCED
-    assert aux_heads.verdict_g5(_g5(1.2, acc=0.1))["verdict"] == NOT_REPRODUCED  # never trained
+    # trained net learned but the aux heads add nothing there
+    assert aux_heads.verdict_g5(_g5(1.01, none_ratio=50.0))["verdict"] == NOT_REPRODUCED
+    # a net that never learned is not counted; the no-normalisation measurement decides
+    short = aux_heads.verdict_g5(_g5(1.01, acc=0.1, none_ratio=50.0))
+    assert short["verdict"] == REPRODUCED and "not counted" in short["rule"]
+    assert aux_heads.verdict_g5(_g5(1.2, acc=0.1, none_ratio=1.0))["verdict"] == NOT_REPRODUCED
 
 
 def test_g3_g4_need_the_lecture_numbers():
