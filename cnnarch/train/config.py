@@ -204,8 +204,8 @@ def validate(cfg: TrainConfig) -> None:
 
     def at_least(name, low, *, strict=False):
         v = getattr(cfg, name)
-        if isinstance(v, float) and not math.isfinite(v):
-            raise UserError(f"invalid {name}={v!r}; must be a finite number")
+        if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= 3.4e38):  # float32 range
+            raise UserError(f"invalid {name}={v!r}; must be a finite number (at most 3.4e38)")
         if v < low or (strict and v == low):
             raise UserError(f"invalid {name}={v!r}; must be {'>' if strict else '>='} {low}")
 
