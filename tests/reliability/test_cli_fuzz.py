@@ -383,7 +383,8 @@ def test_fuzz_bench(cli, bounded, reliability_log, scale):
         ("--mode", st.sampled_from(["infer", "train", "both"])), ("--batch", INTS),
         ("--input-size", SIZES), ("--precision", st.sampled_from(["auto", "fp32", "bf16", "fp16"])),
         ("--compile", None), ("--no-channels-last", None), ("--no-fold-bn", None),
-        ("--repeats", INTS), ("--device", st.sampled_from(["cpu", "cuda", "auto", "x", "cuda:0"])),
+        # "--device x" is a known bug, held by the strict xfail below, so not generated here
+        ("--repeats", INTS), ("--device", st.sampled_from(["cpu", "cuda", "auto", "cuda:0"])),
         ("--json", None))))
     def case(model, args):
         check(cli, ["bench", model, *args], counts)
@@ -490,6 +491,14 @@ def test_bad_device_is_one_line(cli, user_error, tiny_run, tmp_path, command, de
             "train": ["train", "resnet20", *_h.TINY_ARGS[:-5], "--device", device, "--out",
                       str(tmp_path / "run")]}[command]
     user_error(cli(argv), "device")
+
+
+@pytest.mark.parametrize("value", ["1e308", "1e39", "-1e308"])
+@pytest.mark.parametrize("flag", ["--lr", "--weight-decay", "--warmup-epochs", "--momentum",
+                                  "--gamma", "--label-smoothing"])
+def test_huge_float_settings_are_one_line(cli, user_error, tmp_path, flag, value):
+    """Found by the x8 fuzz: --lr 1e308 overflowed inside the optimizer (traceback)."""
+    user_error(cli(["train", "resnet20", *_h.TINY_ARGS, flag, value, "--out", str(tmp_path / "r")]))
 
 
 @pytest.mark.xfail(strict=True, reason="cnnarch/bench.py resolve_device: torch.device('x') raises "
