@@ -18,7 +18,25 @@ from .layers import check_choice, check_input, conv1x1, conv3x3, he_init, make_s
 STRIDE_AT = ("3x3", "1x1")
 
 
-class BasicBlock(nn.Module):
+class _Block(nn.Module):
+    """What every block shares: y = relu(F(x) + shortcut(x)), or relu(F(x)) in the plain twin.
+    Subclasses define ``residual`` (F) and set ``downsample``, ``has_shortcut`` and ``relu``."""
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """Identity, or option A/B/C's zero-pad / projection W_s where shapes change."""
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual(x)
+        if self.has_shortcut:
+            out = out + self.shortcut(x)  # Eq. (1) y = F(x) + x; Eq. (2) y = F(x) + W_s x
+        return self.relu(out)
+
+
+class BasicBlock(_Block):
     """Two 3x3 convolutions (Fig. 2 / Fig. 5 left)."""
 
     expansion = 1
@@ -45,17 +63,9 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(out))
 
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual(x)
-        if self.has_shortcut:
-            out = out + self.shortcut(x)  # Eq. (1): y = F(x) + x
-        return self.relu(out)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
     """1x1 reduce, 3x3, 1x1 restore (Fig. 5 right). ``stride_at`` chooses where the stride
     sits: on the 3x3 (torchvision "v1.5") or on the first 1x1 (the paper, v1)."""
 
@@ -87,14 +97,6 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
 
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual(x)
-        if self.has_shortcut:
-            out = out + self.shortcut(x)  # Eq. (2): y = F(x) + W_s x
-        return self.relu(out)
 
 
 class ResNet(nn.Module):
