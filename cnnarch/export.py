@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -596,6 +597,12 @@ def load_image(path: str | os.PathLike, in_chans: int, size: tuple[int, int]) ->
                 # transparent pixels become white (as a viewer shows them), not black
                 background = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, img.convert("RGBA"))
+            if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
+                raise UserError(f"image {path} has non-finite (NaN/inf) pixel values")
+            if img.mode == "I" or img.mode.startswith("I;16"):
+                # 16-bit greyscale: scale to 8 bits (PIL's convert would clip at 255)
+                wide = np.asarray(img, dtype=np.float64) / 257.0
+                img = Image.fromarray(wide.clip(0, 255).round().astype(np.uint8), mode="L")
             if in_chans == 1:
                 img = img.convert("L")
             elif in_chans == 3:

@@ -383,8 +383,7 @@ def test_fuzz_bench(cli, bounded, reliability_log, scale):
         ("--mode", st.sampled_from(["infer", "train", "both"])), ("--batch", INTS),
         ("--input-size", SIZES), ("--precision", st.sampled_from(["auto", "fp32", "bf16", "fp16"])),
         ("--compile", None), ("--no-channels-last", None), ("--no-fold-bn", None),
-        # "--device x" is a known bug, held by the strict xfail below, so not generated here
-        ("--repeats", INTS), ("--device", st.sampled_from(["cpu", "cuda", "auto", "cuda:0"])),
+        ("--repeats", INTS), ("--device", st.sampled_from(["cpu", "cuda", "auto", "cuda:0", "x"])),
         ("--json", None))))
     def case(model, args):
         check(cli, ["bench", model, *args], counts)
@@ -501,7 +500,5 @@ def test_huge_float_settings_are_one_line(cli, user_error, tmp_path, flag, value
     user_error(cli(["train", "resnet20", *_h.TINY_ARGS, flag, value, "--out", str(tmp_path / "r")]))
 
 
-@pytest.mark.xfail(strict=True, reason="cnnarch/bench.py resolve_device: torch.device('x') raises "
-                   "RuntimeError; fix: wrap it in try/except RuntimeError -> UserError")
 def test_bench_bad_device_is_one_line(cli, user_error):
     user_error(cli(["bench", "resnet20", "--device", "x"]), "device")

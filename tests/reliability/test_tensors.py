@@ -121,8 +121,6 @@ def test_predict_refuses_nonfinite(tiny_run, tmp_path, cli, user_error, how):
     user_error(cli(["predict", str(ckpt), str(image)]), "non-finite")
 
 
-@pytest.mark.xfail(strict=True, reason="load_image: PIL's float ('F') image with NaN pixels "
-                   "is converted to 0 silently; fix: refuse non-finite 'F' images in load_image")
 def test_predict_refuses_float_image_with_nan(tiny_run, tmp_path, cli, user_error):
     f = np.full((8, 8), np.nan, dtype=np.float32)
     path = tmp_path / "nan.tiff"
@@ -130,9 +128,6 @@ def test_predict_refuses_float_image_with_nan(tiny_run, tmp_path, cli, user_erro
     user_error(cli(["predict", str(tiny_run), str(path)]), "finite")
 
 
-@pytest.mark.xfail(strict=True, reason="load_image: a 16-bit PNG (mode I;16) is clipped to "
-                   "255 by convert('L'), 98% of pixels saturate; fix: scale I;16/I images by "
-                   "1/257 (or their max) to 8 bits before convert")
 def test_predict_16bit_png_is_not_saturated(tmp_path):
     from cnnarch.export import load_image
 
