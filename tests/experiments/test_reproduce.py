@@ -72,6 +72,9 @@ def test_html_is_self_contained_with_every_figure(report):
 
 
 def test_html_renders_in_headless_chromium(report, tmp_path):
+    """Render the page in headless Chromium: a screenshot, and every embedded figure decoded
+    by the browser (a probe script on a copy of the page counts images with a natural size)."""
+    import re
     import shutil
     import subprocess
 
@@ -80,8 +83,23 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     if not browser:
         pytest.skip("no headless Chromium installed")
     out, _ = report
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,3000", (out / "report.html").as_uri()],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,3000",
+                    (out / "report.html").as_uri()], check=True, capture_output=True, timeout=90)
     assert shot.stat().st_size > 10_000
+    html = (out / "report.html").read_text(encoding="utf-8")
+    n_images = html.count("<img")
+    probe = ("<script>window.addEventListener('load', () => { const ok = [...document.images]"
+             ".filter(i => i.complete && i.naturalWidth > 0).length; "
+             "document.body.setAttribute('data-rendered', ok + '/' + document.images.length); });</script>")
+    probed = tmp_path / "probe.html"
+    probed.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+                         check=True, capture_output=True, timeout=90, text=True).stdout
+    rendered = re.search(r'data-rendered="(\d+)/(\d+)"', dom)
+    assert rendered, "the probe script did not run"
+    assert int(rendered.group(2)) == n_images > 0
+    assert rendered.group(1) == rendered.group(2), f"figures rendered: {rendered.group(0)}"
