@@ -46,7 +46,7 @@ img{max-width:100%;border:1px solid #e5e8e8;border-radius:6px;margin:8px 0}
 table{border-collapse:collapse;font-size:12.5px;margin:8px 0;width:100%}
 td,th{border-bottom:1px solid #eaecee;padding:4px 8px;text-align:left;vertical-align:top}
 td.num{text-align:right;font-family:Menlo,Consolas,monospace}details{margin-top:6px}
-footer{color:#7f8c8d;font-size:12px;text-align:center;padding:20px}code{background:#f2f3f4;padding:1px 4px;border-radius:3px}
+footer{color:#7f8c8d;font-size:12px;text-align:center;padding:20px}code{background:#f2f3f4;color:#1c2833;padding:1px 4px;border-radius:3px}
 """
 
 
