@@ -26,19 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
-def _helpers():
-    import importlib.util
-
-    name = "cnnarch_reliability_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_helpers.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-_h = _helpers()
+_h = sys.modules["cnnarch_reliability_helpers"]  # loaded by conftest.py before any test module
 SETTINGS = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 

@@ -12,19 +12,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _helpers():
-    import importlib.util
-
-    name = "cnnarch_reliability_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_helpers.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-_h = _helpers()
+_h = sys.modules["cnnarch_reliability_helpers"]  # loaded by conftest.py before any test module
 
 
 def _files(run: Path) -> dict:
