@@ -35,15 +35,10 @@ MODES = ("infer", "train")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA was asked for but torch.cuda.is_available() is False")
-    return device
+    """The training engine's device rule (one place for it), also taking a torch.device or None."""
+    from .train.distributed import resolve_device as resolve
+
+    return resolve("auto" if device is None else str(device))
 
 
 def sync(device: torch.device) -> None:
