@@ -409,6 +409,10 @@ def _add_training_commands(sub) -> None:
                    help="evaluate on the held-out validation part of the training split")
     p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--precision", choices=["bf16", "fp16", "int8"],
+                   help="also measure the inference fast path's accuracy cost at this precision "
+                        "(cnnarch.export.optimize): top-1 agreement with fp32 and both accuracies; "
+                        "int8 is calibrated on 512 training images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_eval)
 
@@ -546,12 +550,18 @@ def _cmd_eval(args) -> int:
     result = evaluate(model, data, batch_size=args.batch_size, device=device)
     if result["loss"] != result["loss"] or abs(result["loss"]) == float("inf"):
         raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")
+    fast = _fast_path_cost(model, data, args.precision, args.batch_size, device) if args.precision else None
     if args.json:
-        print(json.dumps({"checkpoint": str(path), "model": meta["model"], "data": name, **result}))
+        print(json.dumps({"checkpoint": str(path), "model": meta["model"], "data": name, **result,
+                          **({"fast_path": fast} if fast else {})}))
         return 0
     print(f"{meta['model']} ({path}) on {name} {result['split']} ({result['n']} images): "
           f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
           f"loss {result['loss']:.4f}")
+    if fast:
+        print(f"fast path {fast['precision']}: top-1 {100 * fast['fast_top1']:.2f}% vs fp32 "
+              f"{100 * fast['fp32_top1']:.2f}% ({100 * fast['top1_change']:+.2f} points); "
+              f"top-1 agreement {100 * fast['top1_agreement']:.2f}% of {fast['n']} images")
     print("per-class accuracy:")
     for cls, acc in zip(result["classes"], result["per_class"], strict=True):
         print(f"  {cls:>16}  {'-' if acc is None else f'{100 * acc:.2f}%'}")
@@ -560,6 +570,27 @@ def _cmd_eval(args) -> int:
         for row in result["confusion"]:
             print("  " + " ".join(f"{v:5d}" for v in row))
     return 0
+
+
+def _fast_path_cost(model, data, precision: str, batch_size: int, device) -> dict:
+    """precision_agreement on the evaluation split; int8 calibrates on training images."""
+    import torch
+
+    from .export import precision_agreement, resolve_precision
+
+    resolve_precision(precision, device)  # fp16 on a CPU, int8 on a GPU: a clear error
+    calibration = None
+    if precision == "int8":
+        generator = torch.Generator(device=getattr(data, "device", torch.device("cpu")))
+        generator.manual_seed(0)
+        calibration = []
+        for x, _ in data.train_batches(min(256, batch_size), generator, device=device):
+            calibration.append(x.float().cpu())
+            if sum(len(c) for c in calibration) >= 512:
+                break
+    batches = ((x.to(device), y.to(device)) for x, y in data.eval_batches(batch_size, device=device))
+    return precision_agreement(model, batches, precision=precision, batch_size=batch_size,
+                               device=device, calibration=calibration)
 
 
 # --- experiment, reproduce (issue 4) -------------------------------------------------------
@@ -656,8 +687,9 @@ def _add_speed_commands(sub) -> None:
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--input-size", type=_input_size, metavar="C,H,W",
                    help="input size (default: the model's native size)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
-                   help="auto: bf16 where the CPU/GPU has it natively, else fp32 (fp16 on old GPUs)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "int8"], default="auto",
+                   help="auto: bf16 where the CPU/GPU has it natively, else fp32 (fp16 on old GPUs); "
+                        "int8: post-training quantisation on the CPU, always compiled (needs torchao)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile (inductor; weight freezing on the CPU)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",

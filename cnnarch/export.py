@@ -42,7 +42,7 @@ from torch import nn
 
 from .errors import UserError
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")  # int8: cnnarch.quantize (CPU, compiled)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 RTOL = {"fp32": 1e-4, "bf16": 2e-1, "fp16": 5e-2}
 ATOL = 1e-5
@@ -88,13 +88,17 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
 
 
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """"auto" -> "bf16" where native, else "fp16" on CUDA, else "fp32"."""
+    """"auto" -> "bf16" where native, else "fp16" on CUDA, else "fp32". "auto" never picks
+    int8: it needs calibration data and its accuracy cost depends on them."""
     if precision not in PRECISIONS:
         raise UserError(f"invalid precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     device = torch.device(device)
     if precision != "auto":
         if precision == "fp16" and device.type == "cpu":
             raise UserError("fp16 is for CUDA; on the CPU use bf16 or fp32")
+        if precision == "int8" and device.type != "cpu":
+            raise UserError("int8 runs on the CPU here (inductor's x86 int8 lowering); "
+                            "on a GPU use bf16 or fp16")
         return precision
     if bf16_supported(device):
         return "bf16"
@@ -221,7 +225,7 @@ class InferenceModel(nn.Module):
         super().__init__()
         self.model = model
         self.precision = precision
-        self.dtype = DTYPES[precision]
+        self.dtype = DTYPES.get(precision, torch.float32)  # int8 graphs take fp32 (quantise inside)
         self.channels_last = channels_last
         self.compiled = compiled
         self.folded = folded
@@ -266,7 +270,8 @@ def _freezing(device: torch.device):
 
 def optimize(model: nn.Module, example_input: torch.Tensor, *, precision: str = "auto",
              channels_last: bool = True, compile: bool = False, fold_bn: bool = True,
-             check: bool = True, rtol: float | None = None) -> InferenceModel:
+             check: bool = True, rtol: float | None = None,
+             calibration=None) -> InferenceModel:
     """An inference copy of ``model`` (the original is untouched), checked on ``example_input``.
 
     Args:
@@ -274,7 +279,10 @@ def optimize(model: nn.Module, example_input: torch.Tensor, *, precision: str = 
         example_input: a float batch on the device to run on; used for the check and to
             trigger compilation (compiled models are specialised to its shape).
         precision: "auto" (bf16 where the CPU/GPU has it natively, fp16 on older GPUs,
-            else fp32), "bf16", "fp16" (CUDA) or "fp32".
+            else fp32), "bf16", "fp16" (CUDA), "fp32" or "int8" (CPU; post-training
+            quantisation, always compiled: :func:`cnnarch.quantize.quantize_int8`, which
+            ignores ``channels_last``/``fold_bn``/``compile``: it folds, uses NHWC and
+            compiles).
         channels_last: NHWC memory (what oneDNN and tensor cores want).
         compile: ``torch.compile`` with inductor (freezing on the CPU); the first call's
             time is kept in ``compile_time_s``.
@@ -282,11 +290,17 @@ def optimize(model: nn.Module, example_input: torch.Tensor, *, precision: str = 
         check: compare with the original on ``example_input``; raise
             :class:`ToleranceError` when ``max|diff| > atol + rtol * max|ref|``.
         rtol: override the per-precision tolerance (``RTOL``).
+        calibration: int8 only: images that fix the activation scales (default: the
+            example batch).
     """
     if not isinstance(example_input, torch.Tensor) or not example_input.is_floating_point():
         raise TypeError("example_input must be a floating-point tensor batch")
     device = example_input.device
     precision = resolve_precision(precision, device)
+    if precision == "int8":
+        from .quantize import quantize_int8
+
+        return quantize_int8(model, calibration, example_input, check=check, rtol=rtol)
     fast = copy.deepcopy(model).to(device).eval()
     for p in fast.parameters():
         p.requires_grad_(False)
@@ -384,13 +398,14 @@ def _batches(data, batch_size: int):
 
 def precision_agreement(model: nn.Module, data, *, precision: str = "bf16",
                         batch_size: int = 256, channels_last: bool = True,
-                        device: str | torch.device = "cpu") -> dict:
+                        device: str | torch.device = "cpu", calibration=None) -> dict:
     """The accuracy cost of reduced precision: top-1 agreement of the fast path with fp32.
 
     ``data``: normalised float images (N x C x H x W), an ``(images, labels)`` pair, or an
     iterable of such batches. Returns n, top1_agreement (fraction of images whose fp32
     and reduced-precision argmax agree), max_abs_diff, and with labels also fp32_top1 and
-    fast_top1 (accuracies) and their difference.
+    fast_top1 (accuracies) and their difference. ``calibration`` (int8 only): images that
+    fix the activation scales, ideally from the training split (default: the first batch).
     """
     device = torch.device(device)
     ref_model = copy.deepcopy(model).to(device).eval()
@@ -403,7 +418,8 @@ def precision_agreement(model: nn.Module, data, *, precision: str = "bf16",
             images = images.to(device).float()
             if fast is None:
                 fast = optimize(ref_model, images, precision=precision,
-                                channels_last=channels_last, check=False)
+                                channels_last=channels_last, check=False,
+                                calibration=calibration)
             ref = ref_model(images).float().cpu()
             out = fast(images).cpu()
             n += len(images)

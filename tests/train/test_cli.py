@@ -58,6 +58,26 @@ def test_train_then_eval_json(tmp_path, capsys):
     assert main(["eval", str(out), "--data", "synthetic:3x8x8:10:16"]) == 2
 
 
+def test_eval_reports_the_fast_paths_accuracy_cost(tmp_path, capsys):
+    from cnnarch.export import bf16_supported
+    from cnnarch.quantize import int8_available
+
+    out = tmp_path / "run"
+    assert main(["train", "resnet20", "--data", "digits", "--epochs", "2", "--out", str(out), *QUICK]) == 0
+    precision = "int8" if int8_available() is None else "bf16" if bf16_supported() else None
+    if precision is None:
+        pytest.skip("neither int8 (torchao) nor native bf16 here")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", "--precision", precision]) == 0
+    result = json.loads(capsys.readouterr().out)
+    fast = result["fast_path"]
+    assert fast["precision"] == precision and fast["n"] == result["n"] == 360
+    assert fast["fp32_top1"] == pytest.approx(result["top1"])  # the same model, the same split
+    assert 0.9 <= fast["top1_agreement"] <= 1
+    assert main(["eval", str(out), "--precision", "fp16", "--device", "cpu"]) == 2  # fp16: CUDA only
+    assert "CUDA" in capsys.readouterr().err
+
+
 def test_flags_toml_and_resume_set_the_same_fields(tmp_path, capsys):
     from cnnarch.train.config import load_config
 
