@@ -122,9 +122,31 @@ def infer_contenders(name, size, batch, device, args, info) -> list[Contender]:
                                  note=f"check: {comp.check.max_rel_diff:.1e} of max logit"))
         except Exception as exc:  # report, keep going
             out.append(_failed(f"ours fast + compile ({prec})", exc))
+    if not args.no_int8 and device.type == "cpu":
+        out.append(int8_contender(ours, x, size, flops))
     if not args.no_onnx:
         out.append(onnx_contender(ours, size, x, flops, device, info))
     return out
+
+
+def int8_contender(model, x, size, flops) -> Contender:
+    """Post-training int8 (cnnarch.quantize: PT2E + X86InductorQuantizer + inductor),
+    calibrated on 64 random images: speed does not depend on the scales; accuracy does,
+    and needs real data (cnnarch.export.precision_agreement)."""
+    from cnnarch.quantize import int8_available
+
+    name = "ours int8 + compile (PTQ)"
+    reason = int8_available()
+    if reason:
+        return Contender(name, None, flops, "int8", error=reason)
+    try:
+        calib = torch.randn(64, 3, size, size)
+        q = optimize(model, x, precision="int8", calibration=calib, rtol=math.inf)
+    except Exception as exc:
+        return _failed(name, exc)
+    return Contender(name, lambda: q(x), flops, "int8", compile_s=q.compile_time_s,
+                     note=f"random weights: {q.check.max_rel_diff:.1e} of max logit, top-1 "
+                          f"agreement {q.check.top1_agreement:.0%} (not an accuracy measure)")
 
 
 def onnx_contender(model, size, x, flops, device, info) -> Contender:
@@ -166,20 +188,20 @@ def train_contenders(name, size, batch, device, args) -> list[Contender]:
         out.append(Contender("torchvision fp32 eager", make_train_step(tv, x, target), flops, "fp32"))
     out.append(Contender("ours fp32 eager", make_train_step(copy.deepcopy(ours), x, target), flops,
                          "fp32", note="" if tv is not None else "baseline (no torchvision twin)"))
-    out.append(Contender(f"ours NHWC + {prec} autocast",
+    out.append(Contender(f"ours NHWC + {prec} autocast + fused SGD",
                          make_train_step(copy.deepcopy(ours), x, target, precision=prec,
-                                         channels_last=True), flops, prec, note=prec_note))
+                                         channels_last=True, fused=True), flops, prec, note=prec_note))
     if not args.no_compile:
         try:
             step = make_train_step(copy.deepcopy(ours), x, target, precision=prec,
-                                   channels_last=True, compile=True)
+                                   channels_last=True, compile=True, fused=True)
             start = time.perf_counter()
             step()
             sync(device)
-            out.append(Contender(f"ours NHWC + {prec} autocast + compile", step, flops, prec,
-                                 compile_s=time.perf_counter() - start))
+            out.append(Contender(f"ours NHWC + {prec} autocast + fused SGD + compile", step, flops,
+                                 prec, compile_s=time.perf_counter() - start))
         except Exception as exc:
-            out.append(_failed(f"ours NHWC + {prec} autocast + compile", exc))
+            out.append(_failed(f"ours NHWC + {prec} autocast + fused SGD + compile", exc))
     return out
 
 
@@ -311,6 +333,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile contenders")
     ap.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 (CPU) contender")
     ap.add_argument("--no-profile", action="store_true", help="skip the resnet56 profile")
     ap.add_argument("--quick", action="store_true",
                     help="resnet18 (b16) and resnet56 (b128), 3 repeats, shorter repeats")
@@ -345,8 +368,10 @@ def main(argv=None) -> int:
     info = machine_info(device)
     info["load_average_start"] = info.pop("load_average", None)
     started = time.time()
-    peaks_start = {d: matmul_peak_gflops(d, str(device))
-                   for d in ("fp32", resolve_precision("auto", device)) if d != "auto"}
+    peak_dtypes = {"fp32", resolve_precision("auto", device)}
+    if device.type == "cpu" and not args.no_int8 and "infer" in modes:
+        peak_dtypes.add("int8")
+    peaks_start = {d: matmul_peak_gflops(d, str(device)) for d in sorted(peak_dtypes)}
     print(f"# cnnarch benchmarks on {info.get('gpu') or info['cpu']} "
           f"({torch.get_num_threads()} threads), torch {torch.__version__}", file=sys.stderr)
     print("matmul peak: " + ", ".join(f"{d} {p['gflops']:.0f} GFLOP/s {p['per_size']}"

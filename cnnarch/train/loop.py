@@ -112,12 +112,24 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW over all parameters, as one fused kernel per
+    step where PyTorch has it (CPU and CUDA): a ResNet-56 step on the 2-core CPU does ~420
+    small per-parameter updates otherwise. Measured (bf16 autocast, channels_last, batch 128):
+    360 -> 400 img/s; in fp32 equal within noise (benchmarks/train_speed.py)."""
+    params = list(model.parameters())
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                             weight_decay=cfg.weight_decay)
+        make = lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,  # noqa: E731
+                                            nesterov=cfg.nesterov and cfg.momentum > 0,
+                                            weight_decay=cfg.weight_decay, **kw)
+    else:
+        make = lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),  # noqa: E731
+                                              weight_decay=cfg.weight_decay, **kw)
+    if {p.device.type for p in params} <= {"cpu", "cuda"}:
+        try:
+            return make(fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an older PyTorch without the CPU kernel
+            pass
+    return make()
 
 
 def _prepare_run_dir(cfg: TrainConfig, info) -> tuple[Path | None, RunLock | None, str | None]:
