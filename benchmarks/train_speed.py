@@ -72,13 +72,17 @@ def baseline_img_per_s(name: str, size: int, batch: int, steps: int, device: tor
 
 
 def ours_img_per_s(name: str, size: int, batch: int, steps: int, device: torch.device,
-                   fast: bool) -> float:
+                   fast: bool, compile: bool = False) -> tuple[float, float]:
+    """(img/s of epoch 2, seconds epoch 1 took beyond epoch 2: warm-up, and compilation)."""
     classes = 1000 if name == "resnet18" else 10
     cfg = TrainConfig(model=name, data=f"synthetic:3x{size}x{size}:{classes}:{batch * steps}",
                       batch_size=batch, epochs=2, lr=0.01, warmup_epochs=0.0, eval_every=2,
-                      quiet=True, device=str(device),
+                      quiet=True, device=str(device), compile=compile,
                       **({} if fast else {"precision": "fp32", "channels_last": "off"}))
-    return train(cfg).history[-1]["img_per_s"]  # epoch 2: warmed up
+    first, second = train(cfg).history
+    first_train_s = batch * steps / first["img_per_s"]
+    second_train_s = batch * steps / second["img_per_s"]
+    return second["img_per_s"], first_train_s - second_train_s  # epoch 2: warmed up
 
 
 def summary(values: list[float]) -> dict:
@@ -94,6 +98,8 @@ def main() -> int:
     p.add_argument("--batch-224", type=int, default=0, help="resnet18 batch (0 = 16 CPU / 128 CUDA)")
     p.add_argument("--batch-32", type=int, default=0, help="resnet56 batch (0 = 128 CPU / 512 CUDA)")
     p.add_argument("--cases", default="resnet18,resnet56")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the `--compile` contender (torch.compile of the model in our loop)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = PyTorch's default); 1 is steadier on a busy machine")
     p.add_argument("--json", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks_train.json"))
@@ -111,10 +117,17 @@ def main() -> int:
     for name in args.cases.split(","):
         size, batch = cases[name]
         runs = {"baseline fp32 NCHW": [], "ours fast defaults": [], "ours fast off": []}
+        if not args.no_compile:
+            runs["ours fast + compile"] = []
+        first_epoch_extra = {k: [] for k in runs if k.startswith("ours")}
         for _ in range(args.repeats):  # interleaved: each repeat runs every contender once
             runs["baseline fp32 NCHW"].append(baseline_img_per_s(name, size, batch, steps, device))
-            runs["ours fast defaults"].append(ours_img_per_s(name, size, batch, steps, device, True))
-            runs["ours fast off"].append(ours_img_per_s(name, size, batch, steps, device, False))
+            for key, fast, comp in (("ours fast defaults", True, False), ("ours fast off", False, False),
+                                    ("ours fast + compile", True, True)):
+                if key in runs:
+                    img_s, extra = ours_img_per_s(name, size, batch, steps, device, fast, comp)
+                    runs[key].append(img_s)
+                    first_epoch_extra[key].append(extra)
         med = {k: statistics.median(v) for k, v in runs.items()}
         results.append({
             "model": name, "input": f"3x{size}x{size}", "batch": batch, "steps": steps,
@@ -122,10 +135,18 @@ def main() -> int:
             **{k: summary(v) for k, v in runs.items()},
             "speedup_fast": med["ours fast defaults"] / med["baseline fp32 NCHW"],
             "speedup_off": med["ours fast off"] / med["baseline fp32 NCHW"],
+            "first_epoch_extra_s": {k: summary(v) for k, v in first_epoch_extra.items()},
         })
-        print(f"{name:9s} {size:3d}px b{batch:<4d} baseline {med['baseline fp32 NCHW']:8.1f} img/s | "
-              f"ours fast {med['ours fast defaults']:8.1f} ({results[-1]['speedup_fast']:.2f}x) | "
-              f"ours off {med['ours fast off']:8.1f} ({results[-1]['speedup_off']:.2f}x)", flush=True)
+        line = (f"{name:9s} {size:3d}px b{batch:<4d} baseline {med['baseline fp32 NCHW']:8.1f} img/s | "
+                f"ours fast {med['ours fast defaults']:8.1f} ({results[-1]['speedup_fast']:.2f}x) | "
+                f"ours off {med['ours fast off']:8.1f} ({results[-1]['speedup_off']:.2f}x)")
+        if "ours fast + compile" in med:
+            results[-1]["speedup_compile"] = med["ours fast + compile"] / med["baseline fp32 NCHW"]
+            compile_s = first_epoch_extra["ours fast + compile"][0]  # the first compile of the process
+            results[-1]["compile_s_first_repeat"] = compile_s
+            line += (f" | ours fast + compile {med['ours fast + compile']:8.1f} "
+                     f"({results[-1]['speedup_compile']:.2f}x; compile ~{compile_s:.0f} s)")
+        print(line, flush=True)
     out = {
         "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),

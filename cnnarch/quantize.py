@@ -143,7 +143,9 @@ def quantize_int8(model: nn.Module, calibration, example_input: torch.Tensor, *,
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torchao's notes on unquantised max-pools
         # any batch size (calibration batches differ from the example's): N x C x H x W -> N x classes
-        graph = torch.export.export(float_model, (x,),
+        # (a batch of 1 would specialise the graph to 1: export on two images then)
+        example = x if len(x) > 1 else torch.cat([x, x])
+        graph = torch.export.export(float_model, (example,),
                                     dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
         observed = prepare_pt2e(graph, _quantizer())
         seen = 0

@@ -50,6 +50,15 @@ def test_int8_within_tolerance_and_original_untouched(name, size):
 
 
 @needs_int8
+def test_int8_batch_of_one_with_larger_calibration_batches():
+    model = _random_model("resnet20", 32)
+    q = optimize(model, torch.randn(1, 3, 32, 32), precision="int8",
+                 calibration=[torch.randn(5, 3, 32, 32), torch.randn(64, 3, 32, 32)])
+    assert q.calibration_images == 69 and q.check.passed
+    assert q(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@needs_int8
 @pytest.mark.slow
 @pytest.mark.parametrize("name,size,kwargs", [("resnet18", 64, {}),
                                               ("googlenet_small", 32, {"aux_logits": False})])
