@@ -159,3 +159,16 @@ def test_metrics_lines_are_whole_json_objects(tmp_path):
     (tmp_path / "m.jsonl").open("a").write('{"torn": ')  # a crash mid-line (never our writer)
     assert read_metrics(tmp_path / "m.jsonl") == [{"a": "nan", "b": [1, 2]}]
     assert json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])["a"] == "nan"
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_optimizer_update_is_fused_on_cpu(optimizer):
+    from cnnarch.train.loop import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    opt = build_optimizer(TrainConfig(model="resnet20", optimizer=optimizer), model)
+    assert opt.defaults["fused"] is True  # one kernel per step, not one per parameter
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(2, 3, 8, 8)).square().mean().backward()
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
