@@ -319,20 +319,25 @@ def optimize(model: nn.Module, example_input: torch.Tensor, *, precision: str = 
         _sync(device)
         result.compile_time_s = time.perf_counter() - start
     if check:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                ref = model(example_input.float())
-        finally:
-            model.train(was_training)
-        out = result(example_input)
-        tol = RTOL[precision] if rtol is None else rtol
-        result.check = compare_outputs(out, ref, rtol=tol, precision=precision)
-        if not result.check.passed:
-            raise ToleranceError(f"optimised {_name(model)} disagrees with the original: "
-                                 f"{result.check}")
+        check_against(result, model, example_input, rtol=RTOL[precision] if rtol is None else rtol)
     return result
+
+
+def check_against(fast: InferenceModel, model: nn.Module, example_input: torch.Tensor, *,
+                  rtol: float) -> None:
+    """Set ``fast.check`` by comparing it with ``model`` (run in eval mode, its mode then
+    restored) on ``example_input``; raise :class:`ToleranceError` beyond ``rtol``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ref = model(example_input.float())
+    finally:
+        model.train(was_training)
+    fast.check = compare_outputs(fast(example_input), ref, rtol=rtol, precision=fast.precision)
+    if not fast.check.passed:
+        raise ToleranceError(f"optimised {_name(model)} ({fast.precision}) disagrees with the "
+                             f"original: {fast.check}")
 
 
 class Float32(nn.Module):

@@ -125,7 +125,7 @@ def quantize_int8(model: nn.Module, calibration, example_input: torch.Tensor, *,
         check: compare with the fp32 original on ``example_input`` and raise
             :class:`cnnarch.export.ToleranceError` beyond ``rtol`` (default ``RTOL_INT8``).
     """
-    from .export import InferenceModel, ToleranceError, _name, compare_outputs, fold_bn
+    from .export import InferenceModel, check_against, fold_bn
 
     reason = int8_available()
     if reason:
@@ -165,16 +165,5 @@ def quantize_int8(model: nn.Module, calibration, example_input: torch.Tensor, *,
         result(x)  # compiles: quantise/conv/dequantise patterns -> int8 oneDNN kernels
     result.compile_time_s = time.perf_counter() - start
     if check:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                ref = model(x)
-        finally:
-            model.train(was_training)
-        out = result(x)
-        result.check = compare_outputs(out, ref, rtol=RTOL_INT8 if rtol is None else rtol,
-                                       precision="int8")
-        if not result.check.passed:
-            raise ToleranceError(f"int8 {_name(model)} disagrees with the original: {result.check}")
+        check_against(result, model, x, rtol=RTOL_INT8 if rtol is None else rtol)
     return result

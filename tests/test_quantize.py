@@ -100,3 +100,11 @@ def test_int8_without_torchao_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(quantize, "int8_available", lambda: "int8 needs torchao (test)")
     with pytest.raises(UserError, match="torchao"):
         quantize_int8(create_model("resnet20"), None, torch.randn(2, 3, 32, 32))
+
+
+@needs_int8
+def test_int8_check_raises_on_mismatch():
+    from cnnarch.export import ToleranceError
+
+    with pytest.raises(ToleranceError, match=r"\(int8\) disagrees"):
+        optimize(_random_model("resnet20", 32), torch.randn(2, 3, 32, 32), precision="int8", rtol=-1.0)
