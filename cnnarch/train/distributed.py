@@ -52,7 +52,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise UserError(f"invalid device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"device {name!r} requested but CUDA is not available; use --set device=cpu")
+            raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
     if device.type == "mps" and not torch.backends.mps.is_available():
