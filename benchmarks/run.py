@@ -331,7 +331,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed calls per contender first")
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds per repeat, at least")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile contenders")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the torch.compile bf16/fp16 contenders (int8 always compiles: --no-int8)")
     ap.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 (CPU) contender")
     ap.add_argument("--no-profile", action="store_true", help="skip the resnet56 profile")
