@@ -98,7 +98,7 @@ def _split_shared_relus(graph: torch.fx.Graph) -> int:
 
 
 def _calibration_batches(calibration, example_input: torch.Tensor) -> Iterable[torch.Tensor]:
-    """Tensors from a tensor (split into example-sized batches), pairs, or an iterable."""
+    """Tensors from a tensor (split into batches of max(example batch, 64)), pairs, or an iterable."""
     if calibration is None:
         yield example_input
         return
@@ -116,7 +116,7 @@ def quantize_int8(model: nn.Module, calibration, example_input: torch.Tensor, *,
     """An int8 inference copy of ``model`` (the original is untouched), compiled and checked.
 
     Args:
-        model: any cnnarch model (or torchvision's ResNet/GoogLeNet) in fp32.
+        model: a cnnarch model (ResNet ImageNet/CIFAR/plain, GoogLeNet variants) in fp32.
         calibration: normalised float images that look like the real inputs (a tensor, an
             iterable of tensors or of (images, labels) pairs); a few hundred images of the
             training split are typical. None: the example batch alone.
