@@ -132,38 +132,29 @@ def matmul_peak_gflops(dtype_name: str = "bf16", device: str = "cpu",
     4096, 8192. "int8" times ``torch._int_mm`` (int32 accumulation) and counts operations.
     """
     dev = torch.device(device)
-    if dtype_name == "int8":
-        return _int8_matmul_peak(dev, sizes or ((4096, 8192) if dev.type == "cuda" else (1024, 2048, 4096)))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
-    if sizes:
-        pass
-    elif dev.type == "cuda":
-        sizes = (4096, 8192)
+    if dtype_name == "int8":  # int8 x int8 -> int32 (VNNI/AMX-INT8 through oneDNN on x86)
+        def operand(n):
+            return torch.randint(-128, 128, (n, n), dtype=torch.int8, device=dev)
+        product = torch._int_mm
     else:
-        sizes = (1024, 2048, 4096) if dtype != torch.float32 else (1024, 2048)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+
+        def operand(n):
+            return torch.randn(n, n, device=dev).to(dtype)
+        product = torch.mm
+    if not sizes:
+        if dev.type == "cuda":
+            sizes = (4096, 8192)
+        else:
+            sizes = (1024, 2048) if dtype_name == "fp32" else (1024, 2048, 4096)
     best, per_size = 0.0, {}
     for n in sizes:
-        a = torch.randn(n, n, device=dev).to(dtype)
-        b = torch.randn(n, n, device=dev).to(dtype)
-        t = measure(lambda a=a, b=b: torch.mm(a, b), dev, warmup=2, repeats=5, min_time=0.2)
+        a, b = operand(n), operand(n)
+        t = measure(lambda a=a, b=b: product(a, b), dev, warmup=2, repeats=5, min_time=0.2)
         gflops = 2 * n**3 / t.median / 1e9
         per_size[n] = round(gflops, 1)
         best = max(best, gflops)
     return {"dtype": dtype_name, "gflops": best, "per_size": per_size}
-
-
-def _int8_matmul_peak(dev: torch.device, sizes) -> dict:
-    """int8 x int8 -> int32 products (``torch._int_mm``; VNNI/AMX-INT8 through oneDNN on x86),
-    counted as 2 n^3 operations like the float peaks."""
-    best, per_size = 0.0, {}
-    for n in sizes:
-        a = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=dev)
-        b = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=dev)
-        t = measure(lambda a=a, b=b: torch._int_mm(a, b), dev, warmup=2, repeats=5, min_time=0.2)
-        gops = 2 * n**3 / t.median / 1e9
-        per_size[n] = round(gops, 1)
-        best = max(best, gops)
-    return {"dtype": "int8", "gflops": best, "per_size": per_size}
 
 
 # --- FLOPs ----------------------------------------------------------------------------------
