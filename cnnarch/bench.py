@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
+from .train.batchnorm import two_pass_batchnorm
 
 MODES = ("infer", "train")
 
@@ -227,8 +228,10 @@ def make_train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
     """One SGD step (forward, loss, backward, update) on a fixed batch, as a closure.
 
     precision "bf16"/"fp16": autocast (fp32 master weights; fp16 with a GradScaler);
-    channels_last: NHWC weights and input; compile: ``torch.compile`` of the model; fused:
-    the single-kernel SGD update that ``cnnarch train`` uses (``build_optimizer``).
+    channels_last: NHWC weights and input; compile: ``torch.compile`` of the model (on a CPU
+    with the compile-friendly batch norm that ``cnnarch train --compile`` uses, see
+    ``cnnarch.train.batchnorm``); fused: the single-kernel SGD update that ``cnnarch train``
+    uses (``build_optimizer``).
     """
     device = x.device
     model.train()
@@ -237,6 +240,8 @@ def make_train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4,
                           **({"fused": True} if fused else {}))
+    if compile and device.type == "cpu":
+        two_pass_batchnorm(model)  # for this benchmark's own model; not turned back
     forward = torch.compile(model) if compile else model
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None

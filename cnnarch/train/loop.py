@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from . import distributed as dist_utils
+from .batchnorm import two_pass_batchnorm
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -164,7 +165,7 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
     started_group = not torch.distributed.is_initialized()
     info, device = dist_utils.setup(cfg.device)
     started_group = started_group and info.enabled
-    lock = metrics = tb = bar = None
+    lock = metrics = tb = bar = restore_bn = None
     try:
         # ---- setup: run folder (rank 0 writes; every rank learns the outcome) --------------
         dist_utils.check_batch(cfg.batch_size, info)
@@ -245,6 +246,8 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
         if cfg.sync_bn and info.enabled:
             model = train_model.module  # SyncBatchNorm replaced the BN layers
         if speed.compile:
+            if device.type == "cpu":  # inductor's CPU batch_norm is slow; see train/batchnorm.py
+                restore_bn = two_pass_batchnorm(model)
             train_model = torch.compile(train_model)
 
         # ---- setup: outputs ----------------------------------------------------------------
@@ -377,6 +380,8 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
         model.eval()
         return TrainResult(model, history, run_dir)
     finally:
+        if restore_bn is not None:
+            restore_bn()
         if bar is not None:
             bar.close()
         if metrics is not None:
