@@ -46,6 +46,7 @@ import torchvision  # noqa: E402
 from cnnarch.bench import (  # noqa: E402
     calibrate_bn,
     calls_per_repeat,
+    cold_compile_cache,
     count_flops,
     machine_info,
     make_train_step,
@@ -342,6 +343,7 @@ def main(argv=None) -> int:
                     help="results JSON (default docs/benchmarks.json; '-' for none)")
     args = ap.parse_args(argv)
 
+    cold_compile_cache()  # the compile times reported are first-use costs, not cache hits
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

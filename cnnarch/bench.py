@@ -13,11 +13,14 @@ and docs/REFERENCE.md). Training counts forward + backward (about 3x the forward
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +43,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     from .train.distributed import resolve_device as resolve
 
     return resolve("auto" if device is None else str(device))
+
+
+def cold_compile_cache() -> str:
+    """Point inductor at a new, empty cache folder (removed at exit) unless the user chose one
+    with TORCHINDUCTOR_CACHE_DIR, so that a reported compile time is the first-use cost and
+    not a cache hit left by an earlier run. Returns the folder."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="cnnarch-inductor-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
 def sync(device: torch.device) -> None:

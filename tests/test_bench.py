@@ -2,6 +2,7 @@
 well-formed and the FLOP count matches the reference figures."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,3 +113,13 @@ def test_bench_bad_input(fast_peak):
 def test_machine_info_names_the_libraries():
     info = machine_info()
     assert info["torch"] == torch.__version__ and "cpu" in info and info["torch_threads"] >= 1
+
+
+def test_cold_compile_cache_uses_a_new_folder_unless_the_user_chose_one(monkeypatch, tmp_path):
+    from cnnarch.bench import cold_compile_cache
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    folder = Path(cold_compile_cache())
+    assert folder.is_dir() and not any(folder.iterdir()) and folder.name.startswith("cnnarch-inductor-")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    assert cold_compile_cache() == str(tmp_path)
