@@ -49,7 +49,15 @@ def cold_compile_cache() -> str:
     """Point inductor at a new, empty cache folder (removed at exit) unless the user chose one
     with TORCHINDUCTOR_CACHE_DIR, so that a reported compile time is the first-use cost and
     not a cache hit left by an earlier run. Returns the folder."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    try:  # inductor writes its default folder into the variable on first use (e.g. an import)
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        if chosen is not None and os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
+            chosen = None
+    except ImportError:  # pragma: no cover - another PyTorch layout
+        pass
+    if chosen is None:
         folder = tempfile.mkdtemp(prefix="cnnarch-inductor-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder

@@ -123,3 +123,7 @@ def test_cold_compile_cache_uses_a_new_folder_unless_the_user_chose_one(monkeypa
     assert folder.is_dir() and not any(folder.iterdir()) and folder.name.startswith("cnnarch-inductor-")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     assert cold_compile_cache() == str(tmp_path)
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what inductor itself writes
+    assert Path(cold_compile_cache()).name.startswith("cnnarch-inductor-")

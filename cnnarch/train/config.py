@@ -70,7 +70,7 @@ class TrainConfig:
     # --- speed (each switchable; "auto" = the measured safe fast choice)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
     channels_last: str = "auto"  # auto | on | off (NHWC memory format)
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the model (CPU: with train/batchnorm.py's batch norm)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     # --- reproducibility, output
