@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
-from .train.batchnorm import two_pass_batchnorm
+from .train.batchnorm import batchnorm_for_compile
 
 MODES = ("infer", "train")
 
@@ -262,8 +262,8 @@ def make_train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4,
                           **({"fused": True} if fused else {}))
-    if compile and device.type == "cpu":
-        two_pass_batchnorm(model)  # for this benchmark's own model; not turned back
+    if compile:
+        batchnorm_for_compile(model, device)  # for this benchmark's own model; not turned back
     forward = torch.compile(model) if compile else model
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None

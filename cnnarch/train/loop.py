@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from . import distributed as dist_utils
-from .batchnorm import two_pass_batchnorm
+from .batchnorm import batchnorm_for_compile
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -246,8 +246,7 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
         if cfg.sync_bn and info.enabled:
             model = train_model.module  # SyncBatchNorm replaced the BN layers
         if speed.compile:
-            if device.type == "cpu":  # inductor's CPU batch_norm is slow; see train/batchnorm.py
-                restore_bn = two_pass_batchnorm(model)
+            restore_bn = batchnorm_for_compile(model, device)  # see train/batchnorm.py
             train_model = torch.compile(train_model)
 
         # ---- setup: outputs ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from torch import nn
 
 from cnnarch.models import create_model
 from cnnarch.train import TrainConfig, train
-from cnnarch.train.batchnorm import TwoPassBatchNorm2d, two_pass_batchnorm
+from cnnarch.train.batchnorm import TwoPassBatchNorm2d, batchnorm_for_compile, two_pass_batchnorm
 
 
 def _pair(channels=6, **kw):
@@ -101,3 +101,14 @@ def test_compiled_training_matches_eager_and_returns_builtin_batchnorm():
     assert all(type(m) is nn.BatchNorm2d for m in compiled.modules() if isinstance(m, nn.BatchNorm2d))
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_batchnorm_for_compile_swaps_on_cpu_only():
+    model = create_model("resnet20", num_classes=10)
+    restore = batchnorm_for_compile(model, torch.device("meta"))  # not a CPU: left alone
+    assert all(type(m) is nn.BatchNorm2d for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    restore()
+    restore = batchnorm_for_compile(model, torch.device("cpu"))
+    assert any(type(m) is TwoPassBatchNorm2d for m in model.modules())
+    restore()
+    assert not any(type(m) is TwoPassBatchNorm2d for m in model.modules())
