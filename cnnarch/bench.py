@@ -31,6 +31,7 @@ from torch import nn
 
 from .errors import UserError
 from .train.batchnorm import batchnorm_for_compile
+from .train.optim import FusedSGD
 
 MODES = ("infer", "train")
 
@@ -260,8 +261,8 @@ def make_train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4,
-                          **({"fused": True} if fused else {}))
+    opt = (FusedSGD if fused else torch.optim.SGD)(model.parameters(), lr=1e-3, momentum=0.9,
+                                                   weight_decay=1e-4)
     if compile:
         batchnorm_for_compile(model, device)  # for this benchmark's own model; not turned back
     forward = torch.compile(model) if compile else model

@@ -273,9 +273,11 @@ class PaperRow:
 
 
 def _googlenet_groups(keys) -> list[tuple[str, str, tuple[str, ...]]]:
-    groups = [("conv1", "convolution", ("conv1",)),
+    # conv1 and conv3 are named by their parts too: where the stem pools before the ReLU
+    # (models.googlenet.conv_pool_relu) the ConvAct module itself is not called
+    groups = [("conv1", "convolution", ("conv1", "conv1.conv", "conv1.bn")),
               ("pool1", "max pool", ("maxpool1", "lrn1")),
-              ("conv2", "convolution", ("conv2", "conv3", "lrn2")),  # "3x3 reduce" + 3x3
+              ("conv2", "convolution", ("conv2", "conv3", "conv3.conv", "conv3.bn", "lrn2")),  # "3x3 reduce" + 3x3
               ("pool2", "max pool", ("maxpool2",))]
     for key in keys:
         groups.append((key, "inception", (f"inception{key}",)))

@@ -84,8 +84,19 @@ class ConvAct(nn.Module):
                               bias=not bn)
         self.bn = nn.BatchNorm2d(out_ch, eps=eps) if bn else nn.Identity()
 
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution (and BN) without the ReLU."""
+        return self.bn(self.conv(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+        return F.relu(self.pre_activation(x), inplace=True)
+
+
+def conv_pool_relu(conv: ConvAct, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``pool(conv(x))`` with the pool taken before the convolution's ReLU. ReLU is monotone,
+    so relu(max(a, b)) = max(relu(a), relu(b)): the same output and gradients, with the ReLU
+    and its backward on the pooled (4x smaller) map (docs/benchmarks.md, training)."""
+    return F.relu(pool(conv.pre_activation(x)), inplace=True)
 
 
 class Inception(nn.Module):
@@ -247,10 +258,15 @@ class GoogLeNet(nn.Module):
         if self.transform_input:
             x = self._transform(x)
         use_aux = self.aux_logits and self.training
-        x = self.conv1(x)  # paper: N x 64 x 112 x 112
-        x = self.lrn1(self.maxpool1(x))  # N x 64 x 56 x 56
-        x = self.conv3(self.conv2(x))  # N x 192 x 56 x 56
-        x = self.maxpool2(self.lrn2(x))  # N x 192 x 28 x 28
+        # Stem (Table 1): conv1 (N x 64 x 112 x 112) -> max pool -> LRN, conv2, conv3
+        # (N x 192 x 56 x 56) -> LRN -> max pool. Each pool is taken before the ReLU it
+        # follows where nothing sits between them (conv_pool_relu: the same function).
+        x = self.lrn1(conv_pool_relu(self.conv1, self.maxpool1, x))  # N x 64 x 56 x 56
+        x = self.conv2(x)  # N x 64 x 56 x 56
+        if isinstance(self.lrn2, nn.Identity):
+            x = conv_pool_relu(self.conv3, self.maxpool2, x)  # N x 192 x 28 x 28
+        else:  # the paper's LRN sits between ReLU and pool and does not commute with them
+            x = self.maxpool2(self.lrn2(self.conv3(x)))  # N x 192 x 28 x 28
         x = self.inception3a(x)  # N x 256 x 28 x 28
         x = self.inception3b(x)  # N x 480 x 28 x 28
         x = self.maxpool3(x)  # N x 480 x 14 x 14

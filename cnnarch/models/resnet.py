@@ -162,7 +162,11 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self.name, x, self.in_chans, self.min_input_size)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # ImageNet: N x 64 x H/4 x W/4
+        # Stem conv -> BN -> ReLU -> max-pool (Table 1), with the pool taken before the ReLU:
+        # ReLU is monotone, so relu(max(a, b)) = max(relu(a), relu(b)), and the output and
+        # every gradient are the same, but the ReLU and its backward run on a 4x smaller map
+        # (docs/benchmarks.md, training). CIFAR stem: the pool is an identity.
+        x = self.relu(self.maxpool(self.bn1(self.conv1(x))))  # ImageNet: N x 64 x H/4 x W/4
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)  # each later stage halves H, W
         return x  # ImageNet: N x 512*expansion x H/32 x W/32; CIFAR: N x 64 x H/4 x W/4

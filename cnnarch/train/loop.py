@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from . import distributed as dist_utils
 from .batchnorm import batchnorm_for_compile
+from .optim import FusedSGD
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -116,12 +117,14 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     """SGD (momentum, optional Nesterov) or AdamW over all parameters, as one fused kernel per
     step where PyTorch has it (CPU and CUDA): a ResNet-56 step on the 2-core CPU does ~420
     small per-parameter updates otherwise. Measured (bf16 autocast, channels_last, batch 128):
-    360 -> 400 img/s; in fp32 equal within noise (benchmarks/train_speed.py)."""
+    360 -> 400 img/s; in fp32 equal within noise (benchmarks/train_speed.py). SGD's fused step
+    also skips the copies PyTorch makes of channels_last weights (train/optim.py)."""
     params = list(model.parameters())
     if cfg.optimizer == "sgd":
-        make = lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,  # noqa: E731
-                                            nesterov=cfg.nesterov and cfg.momentum > 0,
-                                            weight_decay=cfg.weight_decay, **kw)
+        def make(fused: bool = False) -> torch.optim.Optimizer:
+            cls = FusedSGD if fused else torch.optim.SGD  # FusedSGD: no copies for channels_last
+            return cls(params, lr=cfg.lr, momentum=cfg.momentum,
+                       nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     else:
         make = lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),  # noqa: E731
                                               weight_decay=cfg.weight_decay, **kw)

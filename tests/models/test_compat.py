@@ -42,6 +42,28 @@ def test_googlenet_tv_parity(aux):
         assert torch.allclose(o.aux2, t.aux_logits2, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "googlenet_tv"])
+def test_training_gradients_match_torchvision(name):
+    """Our stems take the max-pool before the ReLU (they commute): outputs *and* every
+    parameter's gradient in training mode are torchvision's."""
+    torch.manual_seed(0)
+    if name == "googlenet_tv":
+        theirs = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+        ours = create_model(name, aux_logits=False)
+    else:
+        theirs, ours = torchvision.models.resnet18(weights=None), create_model(name)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.train(), theirs.train()
+    x = torch.randn(2, 3, 64, 64)
+    for model in (ours, theirs):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout mask
+        model(x).square().mean().backward()
+    grads = dict(theirs.named_parameters())
+    for key, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, grads[key].grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
 def test_mismatched_state_dict_is_one_clear_error():
     theirs = torchvision.models.resnet18(weights=None).state_dict()
     with pytest.raises(UserError, match="does not fit resnet34: .*missing"):
