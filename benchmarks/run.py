@@ -82,6 +82,24 @@ class Contender:
     compile_s: float | None = None
     note: str = ""
     error: str | None = None
+    reference_flops: float | None = None  # a matmul-peak reference: FLOPs per call, no images
+
+
+def peak_reference(dtype_name: str, device: torch.device, peak: dict) -> Contender:
+    """The matrix product that gave ``peak`` (its best size), timed as one more contender, so
+    that a row's share of the peak compares two measurements of the same minutes: the host's
+    speed drifts (by 25 % within one run here), and a peak taken at the start or the end of
+    the run may not hold while a model is timed."""
+    n = max(peak["per_size"], key=peak["per_size"].get)
+    if dtype_name == "int8":
+        a, b = (torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device) for _ in "ab")
+        product = torch._int_mm
+    else:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+        a, b = (torch.randn(n, n, device=device).to(dtype) for _ in "ab")
+        product = torch.mm
+    return Contender(f"{dtype_name} matmul {n}x{n} (peak reference)", lambda: product(a, b),
+                     0.0, dtype_name, reference_flops=2.0 * n**3)
 
 
 def build_models(name: str, train: bool, device: torch.device, calib_size: int):
@@ -99,7 +117,7 @@ def build_models(name: str, train: bool, device: torch.device, calib_size: int):
     return None, ours
 
 
-def infer_contenders(name, size, batch, device, args, info) -> list[Contender]:
+def infer_contenders(name, size, batch, device, args, info, peaks) -> list[Contender]:
     tv, ours = build_models(name, False, device, size)
     x = torch.randn(batch, 3, size, size, device=device)
     flops = count_flops(ours.eval(), x[:1]) / 1.0
@@ -127,6 +145,8 @@ def infer_contenders(name, size, batch, device, args, info) -> list[Contender]:
         out.append(int8_contender(ours, x, size, flops))
     if not args.no_onnx:
         out.append(onnx_contender(ours, size, x, flops, device, info))
+    if prec in peaks:
+        out.append(peak_reference(prec, device, peaks[prec]))
     return out
 
 
@@ -238,9 +258,17 @@ def summarise(contenders, batch, peaks) -> list[dict]:
     rows = []
     base = next((c for c in contenders if c.samples), None)
     ort = next((c for c in contenders if c.name.startswith("onnxruntime") and c.samples), None)
+    ref = next((c for c in contenders if c.reference_flops and c.samples), None)
+    ref_gflops = ref.reference_flops / statistics.median(ref.samples) / 1e9 if ref else None
     for c in contenders:
         row = {"contender": c.name, "note": c.note, "error": c.error, "compile_s": c.compile_s}
-        if c.samples:
+        if c.reference_flops and c.samples:
+            med = statistics.median(c.samples)
+            row.update(reference=True, ms_per_call=med * 1e3, repeats=len(c.samples),
+                       gflops=c.reference_flops / med / 1e9,
+                       gflops_min=c.reference_flops / max(c.samples) / 1e9,
+                       gflops_max=c.reference_flops / min(c.samples) / 1e9, peak_dtype=c.peak_dtype)
+        elif c.samples:
             med = statistics.median(c.samples)
             row.update(
                 img_per_s=batch / med, img_per_s_min=batch / max(c.samples),
@@ -251,6 +279,9 @@ def summarise(contenders, batch, peaks) -> list[dict]:
                 fraction_of_peak=c.flops_per_img * batch / med / 1e9 / peaks[c.peak_dtype],
                 fraction_of_bf16_peak=(c.flops_per_img * batch / med / 1e9 / peaks["bf16"]
                                        if "bf16" in peaks else None),
+                fraction_of_interleaved_peak=(c.flops_per_img * batch / med / 1e9 / ref_gflops
+                                              if ref_gflops else None),
+                interleaved_peak_dtype=ref.peak_dtype if ref else None,
                 speedup_vs_baseline=statistics.median(base.samples) / med,
                 speedup_vs_onnxruntime=(statistics.median(ort.samples) / med) if ort else None,
             )
@@ -292,7 +323,7 @@ def profile_small(device, size=32, batch=128, top=8) -> dict:
 
 def markdown(results: list[dict], device) -> str:
     lines = ["| model | input | batch | mode | contender | img/s (median) | spread | ms/batch "
-             "| x baseline | x onnxruntime | GFLOP/s | % bf16 peak | compile s |",
+             "| x baseline | x onnxruntime | GFLOP/s | % peak | compile s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for row in r["rows"]:
@@ -300,7 +331,13 @@ def markdown(results: list[dict], device) -> str:
                 lines.append(f"| {r['model']} | {r['input']} | {r['batch']} | {r['mode']} | "
                              f"{row['contender']} | - | - | - | - | - | - | - | {row['error']} |")
                 continue
-            frac = row.get("fraction_of_bf16_peak")
+            if row.get("reference"):
+                lines.append(
+                    f"| {r['model']} | {r['input']} | {r['batch']} | {r['mode']} | {row['contender']} "
+                    f"| - | - | {row['ms_per_call']:.1f} ms/product | - | - | {row['gflops']:.0f} "
+                    f"({row['gflops_min']:.0f}-{row['gflops_max']:.0f}) | 100 | - |")
+                continue
+            frac = row.get("fraction_of_interleaved_peak") or row.get("fraction_of_bf16_peak")
             vs_ort = row.get("speedup_vs_onnxruntime")
             comp = row.get("compile_s")
             lines.append(
@@ -387,7 +424,7 @@ def main(argv=None) -> int:
         print(f"- {mode} {name} {size}x{size} batch {batch} ...", file=sys.stderr, flush=True)
         try:
             if mode == "infer":
-                cons = infer_contenders(name, size, batch, device, args, info)
+                cons = infer_contenders(name, size, batch, device, args, info, peaks_start)
             else:
                 cons = train_contenders(name, size, batch, device, args)
             run_interleaved(cons, device, warmup=args.warmup,
@@ -403,7 +440,9 @@ def main(argv=None) -> int:
                           "matmul_peak_gflops": {"start": peaks_start, "used": peaks},
                           "results": results})
         for row in rows:
-            if "img_per_s" in row:
+            if row.get("reference"):
+                print(f"    {row['contender']:<44} {row['gflops']:9.0f} GFLOP/s", file=sys.stderr)
+            elif "img_per_s" in row:
                 print(f"    {row['contender']:<44} {row['img_per_s']:9.1f} img/s "
                       f"(x{row['speedup_vs_baseline']:.2f})", file=sys.stderr, flush=True)
         del cons

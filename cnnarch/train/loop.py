@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from ..errors import UserError
 from . import distributed as dist_utils
 from .batchnorm import batchnorm_for_compile
-from .optim import FusedSGD
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -41,6 +40,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, to_toml
 from .logging import MetricsFile, TensorBoard, epoch_line, progress_bar
+from .optim import FusedSGD
 from .schedule import LRSchedule
 
 log = logging.getLogger("cnnarch.train")
