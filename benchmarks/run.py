@@ -90,7 +90,7 @@ def peak_reference(dtype_name: str, device: torch.device, peak: dict) -> Contend
     that a row's share of the peak compares two measurements of the same minutes: the host's
     speed drifts (by 25 % within one run here), and a peak taken at the start or the end of
     the run may not hold while a model is timed."""
-    n = max(peak["per_size"], key=peak["per_size"].get)
+    n = int(max(peak["per_size"], key=peak["per_size"].get))  # keys are str once read from JSON
     if dtype_name == "int8":
         a, b = (torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device) for _ in "ab")
         product = torch._int_mm

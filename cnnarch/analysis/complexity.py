@@ -443,7 +443,8 @@ def compare_googlenet_paper(result: Complexity) -> list[GoogLeNetCompareRow]:
                     for c in INCEPTION_COLUMNS}
         elif key == "conv2":
             paper_cols = dict(GOOGLENET_PAPER_CONV2)
-            cols = {"n3x3red": shapes["conv2"][0], "n3x3": shapes["conv3"][0]}
+            conv3 = shapes.get("conv3") or shapes["conv3.conv"]  # conv3 runs by parts (stem pool)
+            cols = {"n3x3red": shapes["conv2"][0], "n3x3": conv3[0]}
         out.append(GoogLeNetCompareRow(key, paper.kind, _hwc(ours.output_shape), paper.output,
                                        cols, paper_cols, ours.params, paper.params_k, ours.macs,
                                        paper.ops_m))

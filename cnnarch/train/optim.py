@@ -58,10 +58,10 @@ class FusedSGD(torch.optim.SGD):
     def step(self, closure=None):
         if closure is not None or _fused_sgd is None or getattr(self, "grad_scale", None) is not None \
                 or getattr(self, "found_inf", None) is not None:
-            return super().step(closure)
+            return _sgd_step(self, closure)
         plans = [self._plan(group) for group in self.param_groups]
         if any(plan is None for plan in plans):
-            return super().step()
+            return _sgd_step(self)
         for group, (params, grads, buffers, first) in zip(self.param_groups, plans, strict=True):
             _fused_sgd(params, grads, buffers, None, None,
                        weight_decay=group["weight_decay"], momentum=group["momentum"],
@@ -99,6 +99,15 @@ class FusedSGD(torch.optim.SGD):
         if any(has) and not all(has):
             return None  # some parameters got their first gradient late: SGD's own rules
         return params, grads, buffers, not any(has)
+
+
+def _sgd_step(opt: FusedSGD, closure=None):
+    """``SGD.step`` itself: without the optimizer-hook wrapper PyTorch puts around every
+    ``step`` (FusedSGD's own wrapper has already run the hooks once)."""
+    step = torch.optim.SGD.step
+    if getattr(step, "hooked", False):
+        step = step.__wrapped__
+    return step(opt, closure)
 
 
 def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:

@@ -64,12 +64,14 @@ def _arm(spec: str) -> None:
             n, marker = int(parts[2]), parts[3]
         else:
             n, marker = int(parts[1]), None
-        for cls in (torch.optim.SGD, torch.optim.AdamW):
+        from cnnarch.train.optim import FusedSGD
+
+        for cls in (torch.optim.SGD, FusedSGD, torch.optim.AdamW):
             original = cls.step
 
-            def step(self, *a, _original=original, **k):
+            def step(self, *a, _original=original, _cls=cls, **k):
                 out = _original(self, *a, **k)
-                if hit("step", n):
+                if type(self) is _cls and hit("step", n):  # FusedSGD's fallback is SGD.step
                     if marker is None:
                         _die()
                     with open(marker, "w") as f:

@@ -85,3 +85,14 @@ def test_dense_order():
     assert dense_order(x) == (0, 1, 2, 3)
     assert dense_order(x.contiguous(memory_format=torch.channels_last)) == (0, 2, 3, 1)
     assert dense_order(x[:, :, ::2]) is None  # strided: not dense
+
+
+def test_step_hooks_run_once_per_step():
+    p = torch.randn(4, requires_grad=True)
+    opt = FusedSGD([p], lr=0.1, momentum=0.9)
+    calls = []
+    opt.register_step_post_hook(lambda *_: calls.append(1))
+    p.grad = torch.ones(4)
+    opt.step()  # the fused path
+    opt.step(closure=lambda: 0.0)  # a closure: SGD's own step, reached from FusedSGD's
+    assert len(calls) == 2
