@@ -50,6 +50,7 @@ from cnnarch.bench import (  # noqa: E402
     count_flops,
     machine_info,
     make_train_step,
+    matmul_operands,
     matmul_peak_gflops,
     percentiles,
     resolve_device,
@@ -91,13 +92,7 @@ def peak_reference(dtype_name: str, device: torch.device, peak: dict) -> Contend
     speed drifts (by 25 % within one run here), and a peak taken at the start or the end of
     the run may not hold while a model is timed."""
     n = int(max(peak["per_size"], key=peak["per_size"].get))  # keys are str once read from JSON
-    if dtype_name == "int8":
-        a, b = (torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device) for _ in "ab")
-        product = torch._int_mm
-    else:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
-        a, b = (torch.randn(n, n, device=device).to(dtype) for _ in "ab")
-        product = torch.mm
+    a, b, product = matmul_operands(dtype_name, n, device)
     return Contender(f"{dtype_name} matmul {n}x{n} (peak reference)", lambda: product(a, b),
                      0.0, dtype_name, reference_flops=2.0 * n**3)
 

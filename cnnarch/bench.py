@@ -147,6 +147,18 @@ def latency_ms(fn: Callable[[], object], device: torch.device, *, warmup: int = 
 # --- the matrix-product peak ----------------------------------------------------------------
 
 
+def matmul_operands(dtype_name: str, n: int, device: torch.device):
+    """(a, b, product) for one n x n matrix product in ``dtype_name``: "int8" is
+    ``torch._int_mm`` (int8 x int8 -> int32, VNNI/AMX-INT8 through oneDNN on x86), the float
+    types ``torch.mm``. 2 n^3 FLOPs (operations) per call."""
+    if dtype_name == "int8":
+        a, b = (torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device) for _ in "ab")
+        return a, b, torch._int_mm
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in "ab")
+    return a, b, torch.mm
+
+
 @functools.cache
 def matmul_peak_gflops(dtype_name: str = "bf16", device: str = "cpu",
                        sizes: tuple[int, ...] | None = None) -> dict:
@@ -156,16 +168,6 @@ def matmul_peak_gflops(dtype_name: str = "bf16", device: str = "cpu",
     4096, 8192. "int8" times ``torch._int_mm`` (int32 accumulation) and counts operations.
     """
     dev = torch.device(device)
-    if dtype_name == "int8":  # int8 x int8 -> int32 (VNNI/AMX-INT8 through oneDNN on x86)
-        def operand(n):
-            return torch.randint(-128, 128, (n, n), dtype=torch.int8, device=dev)
-        product = torch._int_mm
-    else:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
-
-        def operand(n):
-            return torch.randn(n, n, device=dev).to(dtype)
-        product = torch.mm
     if not sizes:
         if dev.type == "cuda":
             sizes = (4096, 8192)
@@ -173,8 +175,8 @@ def matmul_peak_gflops(dtype_name: str = "bf16", device: str = "cpu",
             sizes = (1024, 2048) if dtype_name == "fp32" else (1024, 2048, 4096)
     best, per_size = 0.0, {}
     for n in sizes:
-        a, b = operand(n), operand(n)
-        t = measure(lambda a=a, b=b: product(a, b), dev, warmup=2, repeats=5, min_time=0.2)
+        a, b, product = matmul_operands(dtype_name, n, dev)
+        t = measure(lambda a=a, b=b, f=product: f(a, b), dev, warmup=2, repeats=5, min_time=0.2)
         gflops = 2 * n**3 / t.median / 1e9
         per_size[n] = round(gflops, 1)
         best = max(best, gflops)
