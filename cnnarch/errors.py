@@ -1,5 +1,23 @@
-"""User-facing errors: the CLI prints them on one line and exits with code 2."""
+"""The library's exceptions.
+
+Every error cnnarch raises on purpose derives from :class:`CnnarchError`. :class:`UserError`
+marks bad input (a flag, a file, a config, an argument of a public function): the CLI prints
+it on one line and exits with code 2. Any other exception is a bug and keeps its traceback.
+``UserError`` is also a ``ValueError``, so ``except ValueError`` in user code keeps working.
+"""
+
+from __future__ import annotations
 
 
-class UserError(Exception):
-    """Bad input from the user (a flag, a file, a config); never a bug in cnnarch."""
+class CnnarchError(Exception):
+    """Base class of the errors cnnarch raises deliberately."""
+
+
+class UserError(CnnarchError, ValueError):
+    """Bad input from the user (a flag, a file, a config, an argument); never a bug in cnnarch."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The exception's message cut to its first line (for one-line error reports)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
