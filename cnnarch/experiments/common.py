@@ -163,8 +163,10 @@ def load_data(name: str, data_dir=None, download: bool = False):
 def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=None,
                 epochs: int | None = None, iterations: int = 0, batch_size: int | None = None,
                 aux_weight: float = 0.3,
-                on_epoch_end=None, data_dir=None, device: str = "auto"):
-    """Train through cnnarch.train with the scale's settings (identical for every twin)."""
+                on_epoch_end=None, data_dir=None, device: str = "auto", out: str | None = None,
+                resume: str | None = None):
+    """Train through cnnarch.train with the scale's settings (identical for every twin);
+    ``out`` a run folder (None = nothing written), ``resume`` a run folder to continue."""
     from ..train import TrainConfig, train
 
     milestones = list(scale.milestones)
@@ -180,7 +182,7 @@ def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=
                       warmup_epochs=scale.warmup_epochs, warmup_until_error=warm_until,
                       aux_weight=aux_weight,
                       precision=scale.precision, channels_last="off" if scale.precision == "fp32" else "auto",
-                      seed=seed, out=None, quiet=True, device=device, log_every=1000)
+                      seed=seed, out=out, resume=resume, quiet=True, device=device, log_every=1000)
     torch.manual_seed(seed)
     result = train(cfg, on_epoch_end=on_epoch_end)
     return result.model.float().to(memory_format=torch.contiguous_format).cpu(), result.history
