@@ -15,9 +15,13 @@ Dataset names (``load_dataset(name)``, ``--data``):
   training and N // 4 test images (default ``synthetic:3x32x32:10:512``). For benchmarks.
   Example: ``synthetic:3x224x224:1000:256``.
 - ``imagefolder:PATH``: PATH holds one sub-folder per class (or ``train/`` and ``val/`` or
-  ``test/`` folders each holding them; otherwise a fixed 80/20 split is made). Served
-  through torchvision's ``ImageFolder`` + transforms + DataLoader workers
-  (``ImageFolderData``); an unreadable image is reported with its path.
+  ``test/`` folders each holding them; otherwise a fixed 80/20 split is made), at the
+  images' native size unless ``image_size`` says otherwise. Served through DataLoader
+  workers (``ImageFolderData``, data/imagefolder.py: layout, symlinks, size bounds); an
+  unreadable image is reported with its path.
+
+Every dataset has ``eval_transform``: the ``EvalTransform`` (data/transform.py) that turns
+an image into the model's input as this dataset evaluates it; checkpoints store it.
 
 ``val_split=True`` holds out part of the training split for validation (CIFAR: the
 paper's 45k/5k; digits: 10 %) and puts it in the ``test_*`` fields (``eval_split ==
@@ -44,6 +48,7 @@ from ..errors import UserError
 from .archives import download as download_file
 from .archives import safe_extract
 from .augment import AugmentSpec, augment_batch
+from .transform import EvalTransform
 
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic", "imagefolder:PATH")
 DIGITS_SPLIT_SEED = 0  # the digits train/test split never changes with the training seed
@@ -82,6 +87,16 @@ class InMemoryDataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return tuple(self.train_images.shape[2:])
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_labels)
+
+    @property
+    def eval_transform(self) -> EvalTransform:
+        """Image -> model input as evaluated here (stored in checkpoints; data/transform.py)."""
+        return EvalTransform((self.in_chans, *self.image_size), self.mean, self.std,
+                             tuple(self.classes), 0)
 
     def to(self, device) -> InMemoryDataset:
         device = torch.device(device)
@@ -354,6 +369,6 @@ def load_dataset(name: str, *, data_dir=None, download: bool = False, val_split:
     if key.startswith("imagefolder:"):
         from .imagefolder import ImageFolderData
 
-        return ImageFolderData(name.split(":", 1)[1], image_size=image_size or 224,
+        return ImageFolderData(name.split(":", 1)[1], image_size=image_size,
                                workers=workers, seed=seed, val_split=val_split)
     raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

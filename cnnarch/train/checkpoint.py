@@ -7,7 +7,9 @@ A checkpoint is a dict of tensors and plain data only, so it loads with
     rng {torch, cuda, numpy, python, data}, config (plain dict), meta, history, best_acc
 
 ``meta`` is what ``load_model`` needs: model name and kwargs, num_classes, in_chans,
-input_size (C, H, W), mean, std, classes, dataset.
+input_size (C, H, W), mean, std, classes, dataset, and ``transform``: the dataset's
+evaluation transform as ``EvalTransform.to_dict()`` (cnnarch/data/transform.py; rebuild it
+with ``EvalTransform.from_meta(meta)``, which also reads checkpoints without the key).
 
 Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``'d
 over the target (and the folder fsync'ed): a crash at any moment leaves either the old or

@@ -214,7 +214,7 @@ def train(config: TrainConfig, *, on_epoch_end=None) -> TrainResult:
                 "num_classes": data.num_classes, "in_chans": data.in_chans,
                 "input_size": [data.in_chans, *data.image_size], "mean": list(data.mean),
                 "std": list(data.std), "classes": list(data.classes), "dataset": cfg.data,
-                "eval_split": data.eval_split}
+                "eval_split": data.eval_split, "transform": data.eval_transform.to_dict()}
 
         # ---- setup: resume -----------------------------------------------------------------
         start_epoch, step, history, best_acc = 0, 0, [], -1.0

@@ -152,7 +152,7 @@ def test_imagefolder_worker_error_names_the_file(tmp_path):
         for i in range(4):
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
     d = ImageFolderData(str(tmp_path), image_size=8, workers=1)
-    victim = d._train_set.samples[d._train_idx[0]][0]
+    victim = d._train[0][0]
     open(victim, "wb").write(b"garbage")
     with pytest.raises(UserError, match=victim.split("/")[-1]) as info:
         list(d.train_batches(2))
