@@ -62,6 +62,20 @@ def _version() -> str:
         return "unknown"
 
 
+def _add_threads(p) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (default: 1 or all, whichever a few timed steps find faster)")
+
+
+def _apply_threads(args, device="cpu") -> None:
+    """Set the CPU thread count (--threads, or measured) and print the choice on stderr."""
+    from .train.threads import set_threads
+
+    line = set_threads(args.threads, device=str(device))
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)
+
+
 def _input_size(text: str) -> tuple[int, int, int]:
     """Parse C,H,W (argparse type)."""
     try:
@@ -371,6 +385,7 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--set", dest="set_values", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field, e.g. --set warmup_epochs=0 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the final result as one JSON object")
+    _add_threads(p)
     comments = field_comments()
     for name in FIELD_NAMES:
         if name == "model":
@@ -414,6 +429,7 @@ def _add_training_commands(sub) -> None:
                         "(cnnarch.export.optimize): top-1 agreement with fp32 and both accuracies; "
                         "int8 is calibrated on 512 training images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads(p)
     p.set_defaults(func=_cmd_eval)
 
 
@@ -499,6 +515,7 @@ def _cmd_train(args) -> int:
     from .train import NonFiniteLoss, train
 
     cfg = _train_config_from_args(args)
+    _apply_threads(args, cfg.device)
     if cfg.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     t0 = time.perf_counter()
@@ -535,6 +552,7 @@ def _cmd_eval(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
+    _apply_threads(args, device)
     path = find_checkpoint(args.checkpoint, prefer="best" if args.best else "last")
     model, meta = load_model(path, device=device)
     name = args.data or meta.get("dataset") or "digits"
@@ -699,6 +717,7 @@ def _add_speed_commands(sub) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads(p)
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
@@ -712,6 +731,7 @@ def _add_speed_commands(sub) -> None:
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 18; the exporter writes 18 up to the installed onnx's)")
     p.add_argument("--json", action="store_true", help="print the verification as one JSON object")
+    _add_threads(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -724,6 +744,7 @@ def _add_speed_commands(sub) -> None:
     p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_threads(p)
     p.set_defaults(func=_cmd_predict)
 
 
@@ -734,6 +755,7 @@ def _cmd_bench(args) -> int:
 
     if args.batch < 1 or args.repeats < 1:
         raise UserError("--batch and --repeats must be >= 1")
+    _apply_threads(args, args.device)
     result = bench(args.model, args.mode, args.batch, args.input_size, precision=args.precision,
                    compile=args.compile, channels_last=args.channels_last, fold_bn=args.fold_bn,
                    device=args.device, repeats=args.repeats)
@@ -748,6 +770,7 @@ def _cmd_export(args) -> int:
     from .train.checkpoint import load_model
 
     opset = check_opset(ONNX_DEFAULT_OPSET if args.opset is None else args.opset)
+    _apply_threads(args)
     model, meta = load_model(args.checkpoint)
     try:
         report = export_onnx(model, args.onnx, meta["input_size"], opset=opset)
@@ -766,6 +789,7 @@ def _cmd_predict(args) -> int:
     from .train.distributed import resolve_device
 
     device = resolve_device(args.device)
+    _apply_threads(args, device)
     model, meta = load_model(args.checkpoint, device=device)
     results = predict_files(model, meta, args.images, top_k=args.top_k, device=device)
     if args.json:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..train.threads import choose_threads  # noqa: F401 - re-exported for reproduce
+
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 
 
@@ -112,39 +114,6 @@ class Progress:
 
     def advance(self, units: float) -> None:
         self.done += units
-
-
-def choose_threads(max_threads: int | None = None) -> dict:
-    """Pick the faster of 1 and all intra-op threads for small-batch training, by timing a few
-    ResNet-20 steps with each. On a busy machine, threads waiting for a core that another
-    process holds make every step several times slower than one thread; on an idle one,
-    more threads win. Sets torch's thread count and returns what was measured."""
-    from ..models import create_model
-
-    n = max_threads or torch.get_num_threads()
-    if n <= 1:
-        return {"threads": torch.get_num_threads(), "measured_s": {}}
-    torch.manual_seed(0)
-    model = create_model("resnet20", in_chans=1)
-    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
-
-    def step_time(threads: int, give_up: float = float("inf")) -> float:
-        torch.set_num_threads(threads)
-        best = float("inf")
-        for _ in range(3):
-            t = time.perf_counter()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            best = min(best, time.perf_counter() - t)
-            if best > give_up:  # already clearly slower: stop paying for it
-                break
-        return best
-
-    step_time(1)  # warm-up (allocations, kernels)
-    timing = {1: step_time(1)}
-    timing[n] = step_time(n, give_up=2 * timing[1])
-    pick = min(timing, key=timing.get)
-    torch.set_num_threads(pick)
-    return {"threads": pick, "measured_s": {str(k): v for k, v in timing.items()}}
 
 
 def probe_batch(data, n: int, split: str = "train"):
