@@ -14,6 +14,9 @@ Three variants share one class:
 ``inception="naive"`` swaps every module for the lecture's naive one (1x1, 3x3, 5x5
 convolutions and a 3x3 max-pool on the same input, no reductions); each module's input
 depth then follows from the previous module's actual output, so depth only grows.
+``inception="linear"`` keeps the paper's module but drops the ReLU after the two 1x1
+reductions (before the 3x3 and the 5x5): the same parameters and multiply-adds as the
+bottleneck, without the non-linearity Sec. 4 credits the reductions with ("dual purpose").
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ TABLE1: dict[str, InceptionRow] = {
     "5b": InceptionRow(384, 192, 384, 48, 128, 128),
 }
 
-INCEPTION_MODES = ("bottleneck", "naive")
+INCEPTION_MODES = ("bottleneck", "linear", "naive")
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -75,21 +78,23 @@ def googlenet_loss(outputs, target: torch.Tensor, criterion=F.cross_entropy,
 
 class ConvAct(nn.Module):
     """Convolution, optional BN, ReLU. Sec. 5: every convolution, reductions and
-    projections included, uses ReLU. Without BN the convolution carries a bias."""
+    projections included, uses ReLU. Without BN the convolution carries a bias.
+    ``relu=False`` leaves the ReLU out (the linear reductions of ``inception="linear"``)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, bn: bool = False, eps: float = 1e-3):
+                 padding: int = 0, bn: bool = False, eps: float = 1e-3, relu: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding,
                               bias=not bn)
         self.bn = nn.BatchNorm2d(out_ch, eps=eps) if bn else nn.Identity()
+        self.relu = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution (and BN) without the ReLU."""
         return self.bn(self.conv(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.pre_activation(x), inplace=True)
+        return self.relu(self.pre_activation(x))
 
 
 def conv_pool_relu(conv: ConvAct, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -103,6 +108,7 @@ class Inception(nn.Module):
     """Four parallel branches on the same input, concatenated along depth (Fig. 2).
 
     bottleneck (Fig. 2b): 1x1 | 1x1 reduce -> 3x3 | 1x1 reduce -> 5x5 | 3x3 pool -> 1x1 proj
+    linear:               as bottleneck, with no ReLU after the two 1x1 reductions
     naive (Fig. 2a):      1x1 | 3x3            | 5x5            | 3x3 pool (keeps full depth)
     """
 
@@ -112,11 +118,12 @@ class Inception(nn.Module):
         check_choice("inception", mode, INCEPTION_MODES)
         self.mode = mode
         pool = nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=ceil_mode)
-        if mode == "bottleneck":
+        if mode in ("bottleneck", "linear"):
+            act = mode == "bottleneck"  # Sec. 4: the reductions "also include the use of ReLU"
             self.branch1 = ConvAct(in_ch, row.n1x1, 1, bn=bn, eps=eps)
-            self.branch2 = nn.Sequential(ConvAct(in_ch, row.n3x3red, 1, bn=bn, eps=eps),
+            self.branch2 = nn.Sequential(ConvAct(in_ch, row.n3x3red, 1, bn=bn, eps=eps, relu=act),
                                          ConvAct(row.n3x3red, row.n3x3, 3, padding=1, bn=bn, eps=eps))
-            self.branch3 = nn.Sequential(ConvAct(in_ch, row.n5x5red, 1, bn=bn, eps=eps),
+            self.branch3 = nn.Sequential(ConvAct(in_ch, row.n5x5red, 1, bn=bn, eps=eps, relu=act),
                                          ConvAct(row.n5x5red, row.n5x5, k5, padding=k5 // 2, bn=bn, eps=eps))
             self.branch4 = nn.Sequential(pool, ConvAct(in_ch, row.pool_proj, 1, bn=bn, eps=eps))
             self.out_channels = row.n1x1 + row.n3x3 + row.n5x5 + row.pool_proj
@@ -163,7 +170,8 @@ class GoogLeNet(nn.Module):
         stem: "paper" | "tv" (ImageNet, 224x224) | "small" (no stride-2 stem pools).
         norm: "lrn" (the paper: LRN after the stem, biased convs), "bn" (BN after every
             conv, no LRN) or "none".
-        inception: "bottleneck" (Fig. 2b, the paper) or "naive" (Fig. 2a).
+        inception: "bottleneck" (Fig. 2b, the paper), "linear" (Fig. 2b without the ReLU
+            after the 1x1 reductions) or "naive" (Fig. 2a).
         aux_logits: build the two auxiliary heads on 4a and 4d (used in training only).
         k5: kernel of the "5x5" branch (5 in the paper, 3 in torchvision).
         pool4_kernel: the max-pool before 5a (3 in the paper, 2 in torchvision).

@@ -127,3 +127,28 @@ def test_small_variant_on_8x8_and_32x32(mode, size):
     assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
     feats = model.forward_features(torch.randn(2, 1, size, size))
     assert feats.shape == (2, model.num_features, size // 4, size // 4)
+
+
+def test_linear_reductions_drop_only_the_reduction_relus():
+    """inception="linear": the bottleneck's parameters, with the 1x1 reductions left linear."""
+    torch.manual_seed(0)
+    ref = Inception(192, TABLE1["3a"]).eval()
+    module = Inception(192, TABLE1["3a"], mode="linear").eval()
+    assert list(module.state_dict()) == list(ref.state_dict())
+    module.load_state_dict(ref.state_dict())
+    h = torch.randn(2, 192, 8, 8)
+    assert not torch.equal(module(h), ref(h))
+    for branch in ("branch2", "branch3"):
+        reduced = getattr(module, branch)[0](h)
+        assert (reduced < 0).any()  # no ReLU after the reduction
+        assert torch.equal(torch.relu(reduced), getattr(ref, branch)[0](h))
+        assert torch.equal(getattr(module, branch)[1](reduced), getattr(ref, branch)[1](reduced))
+    for branch in ("branch1", "branch4"):  # the 1x1 branch and the pool projection keep theirs
+        assert torch.equal(getattr(module, branch)(h), getattr(ref, branch)(h))
+    out = module(h)
+    assert out.shape == (2, 256, 8, 8) and (out >= 0).all()
+    with torch.device("meta"):
+        net = create_model("googlenet_small", inception="linear")
+        paper = create_model("googlenet_small")
+    assert n_params(net) == n_params(paper)
+    assert all(m.mode == "linear" for m in net.inception_modules().values())
