@@ -343,7 +343,7 @@ class PaperTable1Row(NamedTuple):
     ops_m: float | None
 
 
-# Known slips in the printed table (REFERENCE.md): conv1's 2.7K params / 34M ops cannot be
+# Known slips in the printed table (docs/reference.md): conv1's 2.7K params / 34M ops cannot be
 # recomputed (7x7x3x64 = 9.4K weights, 118M MACs); several inception params are off too.
 GOOGLENET_PAPER_TABLE1: dict[str, PaperTable1Row] = {
     "conv1": PaperTable1Row("convolution", "7x7/2", (112, 112, 64), 2.7, 34),
