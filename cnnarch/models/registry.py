@@ -10,6 +10,7 @@ from functools import partial
 from torch import nn
 
 from .googlenet import googlenet, googlenet_small, googlenet_tv
+from .preact import PREACT_BASIC_DEPTHS, PREACT_BOTTLENECK_DEPTHS, preact_resnet
 from .resnet import CIFAR_DEPTHS, cifar_resnet, imagenet_resnet
 
 RESNET_OPTIONS = ("num_classes", "in_chans", "shortcut", "stride_at", "zero_init_residual", "norm")
@@ -48,6 +49,12 @@ def _entries() -> dict[str, ModelEntry]:
         out[f"plain{depth}"] = ModelEntry(
             f"plain{depth}", partial(cifar_resnet, depth, shortcut="none"), (3, 32, 32),
             "plain-cifar", PLAIN_OPTIONS, f"CIFAR plain-{depth}: ResNet-{depth} without shortcuts")
+    for depth in (*PREACT_BASIC_DEPTHS, *PREACT_BOTTLENECK_DEPTHS):
+        unit = "basic" if depth in PREACT_BASIC_DEPTHS else "bottleneck"
+        out[f"preact_resnet{depth}"] = ModelEntry(
+            f"preact_resnet{depth}", partial(preact_resnet, depth), (3, 32, 32), "preact-cifar",
+            ("num_classes", "in_chans", "shortcut", "identity_shortcut"),
+            f"pre-activation ResNet-{depth} (He et al. 2016), {unit} units")
     out["googlenet"] = ModelEntry(
         "googlenet", googlenet, (3, 224, 224), "googlenet", GOOGLENET_OPTIONS,
         "GoogLeNet as in the paper (Table 1, 5x5 branch, LRN, aux heads)")

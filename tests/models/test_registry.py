@@ -11,7 +11,9 @@ EXPECTED = {
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
     "plain20", "plain32", "plain44", "plain56", "plain110",
     "googlenet", "googlenet_tv", "googlenet_small",
+    "preact_resnet20", "preact_resnet56", "preact_resnet110", "preact_resnet164", "preact_resnet1001",
 }
+DEEP = {"resnet1202", "resnet152", "resnet101", "preact_resnet164", "preact_resnet1001"}
 
 
 def test_all_names_registered():
@@ -19,7 +21,7 @@ def test_all_names_registered():
     assert set(list_models("resnet-cifar")) == {f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202)}
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED - {"resnet1202", "resnet152", "resnet101"}))
+@pytest.mark.parametrize("name", sorted(EXPECTED - DEEP))
 def test_output_shape_at_native_size(name):
     entry = MODELS[name]
     model = create_model(name, num_classes=3).eval()
@@ -28,7 +30,7 @@ def test_output_shape_at_native_size(name):
     assert out.shape == (1, 3)
 
 
-@pytest.mark.parametrize("name", ["resnet101", "resnet152", "resnet1202"])
+@pytest.mark.parametrize("name", sorted(DEEP))
 def test_deep_models_on_meta_device(name):
     entry = MODELS[name]
     with torch.device("meta"):
