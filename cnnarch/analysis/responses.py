@@ -3,7 +3,8 @@
 - ``residual_ratios``: for each residual block, ||F(x)|| / ||shortcut(x)|| on real images
   (``block.residual(x)`` and ``block.shortcut(x)``; shortcut(x) = x for identity blocks, the
   subsampled, zero-padded x under option A). The lecture: F(x) should be small against the
-  identity it is added to. Measured over training with ``train(..., on_epoch_end=...)``.
+  identity it is added to. Measured over training with ``train(..., on_epoch_end=...)``. For
+  a plain twin (no shortcut), ||F(x)|| / ||x|| with x the block's input.
 - ``response_stds``: Fig. 7, the standard deviation of every 3x3 layer's response after BN
   and before the ReLU / addition (``bn1`` and ``bn2`` of a basic block, ``bn2`` of a
   bottleneck, and the CIFAR stem's BN), in layer order. The std is taken per channel over
@@ -108,10 +109,9 @@ class ResidualRatios:
 @torch.no_grad()
 def residual_ratios(model: nn.Module, images: torch.Tensor) -> ResidualRatios:
     """||F(x)|| / ||shortcut(x)|| for every residual block, norms over the whole batch,
-    in eval mode. A plain twin has no shortcut: ``ValueError``."""
+    in eval mode. A block without a shortcut (the plain twin) gets ||F(x)|| / ||x||, x its
+    input (the same value where the shortcut is the identity)."""
     blocks = model.blocks()
-    if not all(b.has_shortcut for b in blocks):
-        raise ValueError("residual_ratios needs a residual network (the plain twin has no shortcut)")
     inputs: list[torch.Tensor] = []
     handles = [b.register_forward_pre_hook(lambda _m, args: inputs.append(args[0].detach().clone()))
                for b in blocks]
@@ -121,7 +121,7 @@ def residual_ratios(model: nn.Module, images: torch.Tensor) -> ResidualRatios:
         model(images.float())
         ratios = []
         for block, x in zip(blocks, inputs, strict=True):
-            f, s = block.residual(x), block.shortcut(x)
+            f, s = block.residual(x), (block.shortcut(x) if block.has_shortcut else x)
             ratios.append(float(f.norm() / s.norm().clamp_min(1e-30)))
     finally:
         model.train(was)

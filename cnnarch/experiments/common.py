@@ -1,9 +1,9 @@
-"""Shared pieces of the experiments: scales, progress, verdicts, training through cnnarch.train.
+"""Shared pieces of the experiments: scales, progress, formatting, training through
+cnnarch.train. Claims, verdicts and the experiment registry live in ``claims.py``; the
+context experiments run in, in ``context.py``.
 
-Every experiment returns ``{"claims": {id: claim}, "figures": {...}, "data": {...}}`` where a
-claim is ``{"verdict": "reproduced" | "not reproduced", "measured": {...}, "rule": "..."}``.
-The verdict comes from a ``verdict_*`` function of the measured numbers only, so a test can
-feed it synthetic numbers on both sides of its rule.
+``claim()`` is the older one-dict result (``{"verdict", "measured", "rule"}``) that a module
+not yet on the registry still returns; ``_adapters.py`` wraps it.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class Scale:
     jacobian_blocks: int = 6  # identity blocks per model whose Jacobian is measured
     timing_repeats: int = 5
     precision: str = "fp32"
+    seeds: int = 1  # default number of seeds of every trained measurement (--seeds)
+    run_folders: bool = False  # write each trained model's run folder under the report's folder
     extra: dict = field(default_factory=dict)
 
 
@@ -68,14 +70,14 @@ SCALES = {
     # the aux-heads run is 20 steps: enough to measure gradients, not to train it.
     "quick": Scale("quick", depths=(20, 56), epochs=15, batch_size=64, lr=0.05, weight_decay=1e-4,
                    schedule="cosine", warmup_epochs=1.0, aux_epochs=1, aux_iterations=20, aux_batch_size=32,
-                   probe_images=256, jacobian_blocks=4, timing_repeats=3),
+                   probe_images=256, jacobian_blocks=4, timing_repeats=3, seeds=3),
     # The paper's CIFAR recipe (Sec. 4.2): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr / 10 at
     # 32k and 48k iterations, stop at 64k (~164 epochs on 50k images).
     "full": Scale("full", depths=(20, 32, 44, 56, 110), epochs=164, batch_size=128, lr=0.1,
                   weight_decay=1e-4, schedule="step", milestones=(32000, 48000),
                   milestone_unit="iteration", iterations=64000, warmup_epochs=0.0,
                   aux_epochs=164, aux_iterations=64000, aux_batch_size=128, probe_images=1000, jacobian_blocks=12,
-                  timing_repeats=10, precision="auto"),
+                  timing_repeats=10, precision="auto", seeds=1, run_folders=True),
 }
 
 

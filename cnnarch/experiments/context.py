@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .claims import CONTROLS
 from .common import Progress, Scale, get_scale
 
 
@@ -46,6 +47,7 @@ class Context:
     runs_dir: Path | None = None  # run folders of every trained model (None = memory only)
     models: tuple[str, ...] | None = None  # restrict trained depths/variants (None = the scale's)
     iterations: int = 0  # > 0: every trained run stops after this many optimizer steps
+    control: str = ""  # a negative control that changes what is trained (claims.CONTROLS)
     cache: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -53,6 +55,8 @@ class Context:
         self.seeds = tuple(int(s) for s in self.seeds)
         if not self.seeds:
             raise ValueError("at least one seed")
+        if self.control and self.control not in CONTROLS:
+            raise ValueError(f"unknown control {self.control!r}; choose from {', '.join(CONTROLS)}")
         if self.runs_dir is not None:
             self.runs_dir = Path(self.runs_dir)
 

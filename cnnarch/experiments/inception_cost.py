@@ -16,9 +16,9 @@ import time
 import torch
 
 from ..analysis.complexity import complexity, inception_cost_example, naive_vs_bottleneck
-from .common import Progress, claim, get_scale
+from .claims import Claim, Experiment, Part, Rule, register, register_experiment, verdict_if
 
-# The lecture's own numbers (LECTURE.md / REFERENCE.md), compared with what we count.
+# The lecture's own numbers (docs/reference.md), compared with what we count.
 LECTURE_NAIVE_MACS = 854_196_224
 LECTURE_NAIVE_DEPTH = 672
 LECTURE_BOTTLENECK_MACS = 271_351_808
@@ -30,7 +30,7 @@ RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 RESNET_LAYERS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
 
 
-def verdict_g1(m: dict) -> dict:
+def verdict_g1(m: dict):
     macs = [m["resnet_macs"][n] for n in RESNETS]
     grows = all(a < b for a, b in zip(macs, macs[1:], strict=False))
     g, r18 = m["googlenet"], m["resnet_macs"]["resnet18"]
@@ -43,10 +43,10 @@ def verdict_g1(m: dict) -> dict:
             f"{m['resnet_params']['resnet18'] / 1e6:.2f}M ({'cheaper' if efficient else 'not cheaper'}); "
             f"its naive variant costs {saving:.1f}x more (needs >= {MIN_SAVING:g}x) "
             f"-> {'all hold' if ok else 'not all hold'}")
-    return claim(ok, m, rule)
+    return verdict_if(ok, rule)
 
 
-def verdict_g2(m: dict) -> dict:
+def verdict_g2(m: dict):
     ok = (m["output_shape"] == m["expected_shape"] and m["concat_matches_branches"]
           and sorted(m["branch_kernels"]) == [1, 3, 5] and m["has_pool_branch"])
     rule = (f"Inception 3a on a {m['input_shape']} input: output {m['output_shape']} "
@@ -54,10 +54,10 @@ def verdict_g2(m: dict) -> dict:
             f"{' + '.join(map(str, m['branch_depths']))}); output channels = the four branches "
             f"concatenated in order: {m['concat_matches_branches']}; kernels {m['branch_kernels']} "
             f"+ max-pool branch: {m['has_pool_branch']}")
-    return claim(ok, m, rule)
+    return verdict_if(ok, rule)
 
 
-def verdict_g3(m: dict) -> dict:
+def verdict_g3(m: dict):
     grows = all(b > a for a, b in m["naive_depth_chain"])
     ok = (m["naive_macs"] == LECTURE_NAIVE_MACS and m["naive_depth"] == LECTURE_NAIVE_DEPTH
           and m["naive_keeps_size"] and grows)
@@ -66,10 +66,10 @@ def verdict_g3(m: dict) -> dict:
             f"{m['naive_keeps_size']}; stacked naive modules: depth "
             f"{' -> '.join(str(a) for a, _ in m['naive_depth_chain'])} -> {m['naive_depth_chain'][-1][1]} "
             f"(grows at every module: {grows})")
-    return claim(ok, m, rule)
+    return verdict_if(ok, rule)
 
 
-def verdict_g4(m: dict) -> dict:
+def verdict_g4(m: dict):
     ok = (m["bottleneck_macs"] == LECTURE_BOTTLENECK_MACS
           and m["bottleneck_depth"] == LECTURE_BOTTLENECK_DEPTH
           and m["slide_explained"] and m["module_saving"] >= MIN_SAVING
@@ -80,7 +80,7 @@ def verdict_g4(m: dict) -> dict:
             f"the '{m['slide_double_counted']}' term again: {m['slide_explained']}; saving "
             f"{m['module_saving']:.2f}x per module and {m['network_saving']:.2f}x on the whole "
             f"{m['network_model']} (needs >= {MIN_SAVING:g}x)")
-    return claim(ok, m, rule)
+    return verdict_if(ok, rule)
 
 
 def _shape_check() -> dict:
@@ -119,14 +119,14 @@ def _forward_time(model_name: str, in_chans: int, size: int, batch: int, repeats
             "img_per_s": batch / med, "repeats": repeats}
 
 
-def run(scale="quick", *, data_shape=(1, 8, 8), progress: Progress | None = None, **_) -> dict:
+def run(ctx) -> dict:
     """Count the lecture example, both GoogLeNet variants and the ResNets; time both
-    GoogLeNet variants on ``data_shape`` (the dataset's C, H, W)."""
-    sc = get_scale(scale)
-    progress = progress or Progress(enabled=False)
+    GoogLeNet variants on the data set's image size."""
+    sc, progress = ctx.scale, ctx.progress
     progress.start("inception-cost (G1-G4)")
     ex = inception_cost_example()
-    c, h, w = data_shape
+    ds = ctx.dataset()
+    c, (h, w) = ds.in_chans, ds.image_size
     progress.say("counting GoogLeNet naive vs bottleneck (224x224) and the ResNets")
     net = naive_vs_bottleneck("googlenet")
     g = complexity("googlenet")
@@ -165,14 +165,68 @@ def run(scale="quick", *, data_shape=(1, 8, 8), progress: Progress | None = None
                            **{m: timing[m] for m in timing}},
           "forward_speedup": timing["naive"]["median_s"] / timing["bottleneck"]["median_s"],
           "forward_macs": timing_macs}
-    claims = {"G1": verdict_g1(g1), "G2": verdict_g2(_shape_check()), "G3": verdict_g3(g3),
-              "G4": verdict_g4(g4)}
     per_module = [{"module": r.key, "bottleneck_in": r.bottleneck.in_depth,
                    "bottleneck_out": r.bottleneck.out_depth, "bottleneck_macs": r.bottleneck.macs,
                    "bottleneck_params": r.bottleneck.params, "naive_in": r.naive.in_depth,
                    "naive_out": r.naive.out_depth, "naive_macs": r.naive.macs,
                    "naive_params": r.naive.params} for r in net.modules]
-    progress.advance(1)
-    return {"claims": claims,
-            "data": {"per_module": per_module,
-                     "example": ex.to_dict()}}
+    return {"measurements": {"G1": g1, "G2": _shape_check(), "G3": g3, "G4": g4},
+            "data": {"per_module": per_module, "example": ex.to_dict()}}
+
+
+def _draw(fn):
+    def draw(measured, data, path):
+        from ..report import figures
+
+        d = data["inception-cost"]
+        return getattr(figures, fn)(measured, d, path)
+    return draw
+
+
+register(Claim(
+    "G1", "Deeper networks cost more compute; GoogLeNet goes deep and efficient through the "
+          "Inception module.", "inception-cost",
+    (Part("cost", Rule(1, "multiply-adds grow from ResNet-18 to ResNet-152; GoogLeNet (22 layers) "
+                          "costs fewer MACs and parameters than ResNet-18; its naive variant "
+                          f"costs at least {MIN_SAVING:g}x more", verdict_g1)),),
+    figure="g1_cost.png",
+    caption="Multiply-adds and parameters at 224x224. Look for the green GoogLeNet bar below "
+            "every ResNet, and the grey naive variant far above it.", draw=_draw("cost_bars")))
+
+register(Claim(
+    "G2", "An Inception module runs 1x1, 3x3, 5x5 convolutions and a 3x3 max-pool in parallel on "
+          "the same input and concatenates them along depth.", "inception-cost",
+    (Part("structure", Rule(1, "Inception 3a keeps the spatial size; its output is the four "
+                               "branches (1x1, 3x3, 5x5 convolutions, max-pool) concatenated in "
+                               "order along depth", verdict_g2)),),
+    figure="g2_branches.png",
+    caption="Output depth of each branch of every Inception module. Look for four branches in "
+            "every module and their stacked sum equal to the module's output depth.",
+    draw=_draw("inception_branches")))
+
+register(Claim(
+    "G3", "The naive module keeps the spatial size but its depth only grows (the pool keeps the "
+          "full input depth); 854M multiply-adds, depth 672 in the lecture's example.",
+    "inception-cost",
+    (Part("counting", Rule(1, "the naive module on 28x28x256 counts exactly 854,196,224 MACs and "
+                              "depth 672; stacked naive modules grow in depth at every module",
+                           verdict_g3)),),
+    figure="g3_naive.png",
+    caption="The lecture's example term by term, and the output depth of stacked naive modules. "
+            "Look for the depth rising at every module (the pool branch passes its whole input).",
+    draw=_draw("naive_module")))
+
+register(Claim(
+    "G4", "1x1 bottleneck reductions cut the cost sharply: depth 480, and the slide's 358M is "
+          "really 271,351,808 (the 3x3 term counted twice).", "inception-cost",
+    (Part("counting", Rule(1, "the bottleneck module counts exactly 271,351,808 MACs and depth "
+                              "480; the slide's 358M is that sum plus the 3x3 term again; the "
+                              f"saving is at least {MIN_SAVING:g}x per module and on the network",
+                           verdict_g4)),),
+    figure="g4_bottleneck.png",
+    caption="Multiply-adds of the naive and the bottleneck module (the lecture's example and "
+            "every GoogLeNet module, log scale). Look for the green bars several times lower.",
+    draw=_draw("bottleneck_modules")))
+
+register_experiment(Experiment("inception-cost", run, ("G1", "G2", "G3", "G4"), order=10,
+                               summary="G1-G4: params and multiply-adds counted on our modules"))

@@ -30,10 +30,15 @@ def test_response_std_is_taken_before_the_inplace_relu():
     assert p.stds[1] == pytest.approx(1.0, abs=0.05)
 
 
-def test_residual_ratio_zero_for_identity_blocks_and_refused_for_plain():
+def test_residual_ratio_zero_for_identity_blocks_and_input_norm_for_plain():
     net = create_model("resnet20", in_chans=1, zero_init_residual=True)
     r = residual_ratios(net, torch.randn(8, 1, 8, 8))
     assert len(r.ratios) == 9 and max(r.ratios) == 0.0
     assert net.training  # mode restored
-    with pytest.raises(ValueError):
-        residual_ratios(create_model("plain20", in_chans=1), torch.randn(2, 1, 8, 8))
+    torch.manual_seed(0)
+    res = create_model("resnet20", in_chans=1).eval()
+    plain = create_model("plain20", in_chans=1).eval()
+    plain.load_state_dict(res.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    # same weights, same first block input: identity shortcut -> ||F(x)|| / ||x|| in both
+    assert residual_ratios(plain, x).ratios[0] == pytest.approx(residual_ratios(res, x).ratios[0])

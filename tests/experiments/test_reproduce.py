@@ -1,80 +1,83 @@
 """Every experiment end to end on tiny settings, and the report they produce."""
 
+import base64
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from cnnarch.experiments.common import Scale
-from cnnarch.experiments.reproduce import reproduce, summary_lines
-from cnnarch.report.render import CLAIM_IDS
-
-TINY = Scale("tiny", depths=(20,), epochs=1, batch_size=32, lr=0.05, weight_decay=1e-4,
-             schedule="cosine", warmup_epochs=0.0, aux_epochs=1, aux_iterations=2, aux_batch_size=16,
-             probe_images=16, jacobian_blocks=1, timing_repeats=1)
-DATA = "synthetic:1x8x8:4:64"
+from cnnarch.experiments.claims import VERDICTS, claim_ids, claims
+from cnnarch.experiments.reproduce import summary_lines
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    import torch
-
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("report")
-    try:
-        results = reproduce(TINY, DATA, out, seed=0, device="cpu", command="test")
-    finally:
-        torch.set_num_threads(threads)  # reproduce picks its own thread count
-    return out, results
-
-
-def test_every_claim_has_a_computed_verdict(report):
-    out, results = report
+def test_results_json_layout(tiny_report):
+    out, _ = tiny_report
     on_disk = json.loads((out / "results.json").read_text())
-    assert set(on_disk["claims"]) == set(CLAIM_IDS)
-    for cid in CLAIM_IDS:
-        c = on_disk["claims"][cid]
-        assert c["verdict"] in ("reproduced", "not reproduced")
-        assert c["rule"] and isinstance(c["measured"], dict) and c["measured"]
-    for key in ("environment", "config", "command", "time_s"):
+    assert list(on_disk["claims"]) == list(claim_ids())
+    for c in claims():
+        got = on_disk["claims"][c.id]
+        assert got["verdict"] in VERDICTS, (c.id, got["verdict"])
+        assert got["reason"] and got["statement"] == c.statement
+        assert set(got["parts"]) == {p.name for p in c.parts}
+        for name, part in got["parts"].items():
+            assert {"verdict", "rule", "measured", "reason", "version"} <= set(part), (c.id, name)
+        if c.trained:
+            assert got["seeds"] == [0, 1], c.id
+    for key in ("environment", "config", "command", "time_s", "controls", "measurements"):
         assert key in on_disk
-    assert on_disk["environment"]["torch"] and on_disk["config"]["data"] == DATA
+    assert on_disk["config"]["data"].startswith("synthetic:") and on_disk["config"]["seeds"] == [0, 1]
     # counting claims do not depend on training: they hold even at the tiny scale
     for cid in ("G1", "G2", "G3", "G4", "R3"):
-        assert on_disk["claims"][cid]["verdict"] == "reproduced", on_disk["claims"][cid]["rule"]
+        assert on_disk["claims"][cid]["verdict"] == "reproduced", on_disk["claims"][cid]["reason"]
 
 
-def test_report_files_and_summary(report):
-    out, results = report
-    for name in ("report.md", "report.html", "results.json", "r2_degradation.png", "r5_gradient_flow.png",
-                 "r4_responses.png", "g5_aux_heads.png", "g1_cost.png", "g3_g4_inception.png"):
+def test_changed_rules_show_their_earlier_verdict(tiny_report):
+    _, results = tiny_report
+    r5 = results["claims"]["R5"]["parts"]["no-norm-init"]
+    assert r5["version"] == 2 and r5["history"][0]["version"] == 1
+    assert r5["history"][0]["verdict"] in VERDICTS
+
+
+def test_one_figure_per_claim_and_summary(tiny_report):
+    out, results = tiny_report
+    figs = [c["figure"] for c in results["claims"].values()]
+    assert all(figs) and len(set(figs)) == len(figs)
+    for name in ("report.md", "report.html", "results.json", *figs):
         assert (out / name).stat().st_size > 0, name
     lines = summary_lines(results, out)
     assert str(out / "report.html") in lines[0]
-    assert [ln.split(":")[0] for ln in lines[1:11]] == list(CLAIM_IDS)
+    assert [ln.split(":")[0] for ln in lines[1:-1]] == list(claim_ids())
+    assert "[2 seeds]" in next(ln for ln in lines if ln.startswith("R2:"))
 
 
-def test_html_is_self_contained_with_every_figure(report):
-    out, _ = report
+def test_markdown_has_contents_captions_details_and_controls(tiny_report):
+    out, results = tiny_report
+    md = (out / "report.md").read_text()
+    assert "## Contents" in md and "What to look for" in md and "<details>" in md
+    assert "## Appendix: negative controls" in md and "random-labels" in md
+    assert "earlier rule" in md  # a changed rule's old version is shown
+
+
+def test_html_is_self_contained_with_every_figure(tiny_report):
+    out, results = tiny_report
     page = (out / "report.html").read_text()
-    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
-    assert refs, "figures are embedded as <img src=data:...>"
-    assert all(r.startswith("data:image/png;base64,") for r in refs), [r[:40] for r in refs]
+    srcs = re.findall(r'src\s*=\s*"([^"]*)"', page)
+    hrefs = re.findall(r'href\s*=\s*"([^"]*)"', page)
+    assert srcs and all(r.startswith("data:image/png;base64,") for r in srcs), [r[:40] for r in srcs]
+    assert hrefs and all(h.startswith("#") for h in hrefs), "links only to the page's own sections"
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    assert {h[1:] for h in hrefs} <= ids and set(claim_ids()) <= ids
     assert "<link" not in page and "<script" not in page and "@import" not in page
-    pngs = sorted(p.name for p in out.glob("*.png"))
-    assert len(refs) >= len(pngs)  # each PNG appears at least once (G3/G4 share one)
-    import base64
-
-    embedded = {base64.b64decode(r.split(",", 1)[1]) for r in refs}
-    for p in pngs:
-        assert (out / p).read_bytes() in embedded, p
+    assert page.count("<details>") >= len(claim_ids()) - 1
+    embedded = {base64.b64decode(r.split(",", 1)[1]) for r in srcs}
+    for c in results["claims"].values():
+        assert (out / c["figure"]).read_bytes() in embedded, c["figure"]
 
 
-def test_html_renders_in_headless_chromium(report, tmp_path):
+def test_html_renders_in_headless_chromium(tiny_report, tmp_path):
     """Render the page in headless Chromium: a screenshot, and every embedded figure decoded
     by the browser (a probe script on a copy of the page counts images with a natural size)."""
-    import re
     import shutil
     import subprocess
 
@@ -82,7 +85,7 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
                    shutil.which("chromium"))
     if not browser:
         pytest.skip("no headless Chromium installed")
-    out, _ = report
+    out, _ = tiny_report
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
