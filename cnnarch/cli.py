@@ -626,26 +626,59 @@ def _add_experiment_commands(sub) -> None:
         p.add_argument("--data-dir", default=None, help="folder/archive for CIFAR")
         p.add_argument("--out", default=default_out,
                        help="report folder (default reports/<timestamp>, also linked as reports/latest)")
-        p.add_argument("--seed", type=int, default=0, help="seeds every run (default 0)")
+        p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+        p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                       help="seeds of every trained measurement: --seed .. --seed + N - 1 "
+                            "(default: 3 at quick, 1 at full)")
+        p.add_argument("--models", type=_name_list, default=None, metavar="LIST",
+                       help="comma-separated twin depths or names to train, e.g. 20,56 or "
+                            "resnet20,resnet110 (default: the scale's depths)")
+        p.add_argument("--iterations", type=_positive_int, default=0, metavar="N",
+                       help="stop every trained run after N optimizer steps (default: the scale's)")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (training runs)")
 
+    from .experiments.claims import claim_ids, experiments
+
+    exps = experiments()
     p = sub.add_parser(
-        "reproduce", help="run one experiment per lecture claim (G1-G5, R1-R5) and write the report",
-        description="Run every experiment (inception-cost, degradation, residuals, gradient-flow, "
-                    "aux-heads) and write report.html (self-contained), report.md, results.json and "
-                    "the figures. Each claim gets a verdict computed from the measured numbers by "
-                    "a stated rule.")
+        "reproduce", help=f"run one experiment per lecture claim ({', '.join(claim_ids())}) and "
+                          "write the report",
+        description=f"Run every experiment ({', '.join(e.name for e in exps)}) and write "
+                    "report.html (self-contained), report.md, results.json and the figures. Each "
+                    "claim gets a verdict (reproduced, not reproduced, inconclusive) computed from "
+                    "the measured numbers by stated, versioned rules. At --scale full every "
+                    "trained model writes its run folder under OUT/runs; rerunning the same command "
+                    "resumes and skips finished runs.")
     common(p, None)
     p.set_defaults(func=_cmd_reproduce, only=None)
 
     p = sub.add_parser(
         "experiment", help="run one experiment of `reproduce` and write its report",
         description="Run one experiment and write the same report as `reproduce` for its claims "
-                    "(the other claims show 'not run').")
-    p.add_argument("name", choices=["inception-cost", "degradation", "gradient-flow", "residuals",
-                                    "aux-heads"], help="the experiment")
+                    "(the other claims show 'not run'). "
+                    + "; ".join(f"{e.name}: {e.summary}" for e in exps))
+    p.add_argument("name", choices=[e.name for e in exps], help="the experiment")
     common(p, None)
     p.set_defaults(func=_cmd_experiment)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [n for n in names if not any(ch.isdigit() for ch in n)]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected depths or model names like 20,56 or "
+                                         f"resnet20,plain56, got {text!r}")
+    return names
 
 
 def _report_dir(args) -> str:
@@ -663,8 +696,9 @@ def _run_reproduce(args, only) -> int:
 
     out = _report_dir(args)
     command = "cnnarch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cnnarch") else ""
-    results = reproduce(args.scale, args.data, out, seed=args.seed, data_dir=args.data_dir,
-                        device=args.device, only=only, command=command)
+    results = reproduce(args.scale, args.data, out, seed=args.seed, seeds=args.seeds,
+                        data_dir=args.data_dir, device=args.device, only=only,
+                        models=args.models, iterations=args.iterations, command=command)
     if not args.out:  # reports/latest -> the newest report
         latest = Path("reports") / "latest"
         try:
