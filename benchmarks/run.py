@@ -3,11 +3,11 @@
 One process, contenders interleaved (repeat r times each contender in turn, so load drift
 hits all of them alike), warmed up, the device synchronised before each clock read, the
 median and spread of the repeats reported. Same weights everywhere: the torchvision
-model's state_dict (BN statistics calibrated on random data, see cnnarch.bench.calibrate_bn)
+model's state_dict (BN statistics calibrated on random data, see cnnarch.inference.bench.noise_bn_statistics)
 is loaded into ours with strict=True.
 
 Inference contenders: torchvision fp32 NCHW eager (the baseline a user would otherwise
-run), ours in the same mode, ours through ``cnnarch.export.optimize`` (BN folded,
+run), ours in the same mode, ours through ``cnnarch.inference.optimize`` (BN folded,
 channels_last, bf16 where native) eager and compiled (inductor, freezing on the CPU), and
 onnxruntime fp32 on our ONNX export (CPU EP on the CPU; CUDA EP on a GPU if installed).
 Training contenders: one SGD step of torchvision fp32 eager, ours fp32 eager, ours
@@ -43,21 +43,21 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from cnnarch.bench import (  # noqa: E402
-    calibrate_bn,
+from cnnarch.errors import first_line  # noqa: E402
+from cnnarch.inference import export_onnx, onnx_session, optimize, resolve_precision  # noqa: E402
+from cnnarch.inference.bench import (  # noqa: E402
     calls_per_repeat,
     cold_compile_cache,
     count_flops,
-    machine_info,
     make_train_step,
     matmul_operands,
     matmul_peak_gflops,
+    noise_bn_statistics,
     percentiles,
     resolve_device,
-    sync,
     time_calls,
 )
-from cnnarch.export import export_onnx, onnx_session, optimize, resolve_precision  # noqa: E402
+from cnnarch.inference.hardware import machine_info, sync  # noqa: E402
 from cnnarch.models import create_model  # noqa: E402
 
 # (model, input H=W, batch) per mode. resnet56 has no torchvision twin: its baseline is
@@ -103,12 +103,12 @@ def build_models(name: str, train: bool, device: torch.device, calib_size: int):
     if name in TV_BUILDERS:
         kwargs = {"aux_logits": aux, "init_weights": True} if name == "googlenet_tv" else {}
         tv = getattr(torchvision.models, TV_BUILDERS[name])(weights=None, **kwargs).to(device)
-        calibrate_bn(tv, torch.randn(16, 3, calib_size, calib_size, device=device))
+        noise_bn_statistics(tv, torch.randn(16, 3, calib_size, calib_size, device=device))
         ours = create_model(name, **({"aux_logits": aux} if name == "googlenet_tv" else {}))
         ours.load_state_dict(tv.state_dict(), strict=True)
         return tv, ours.to(device)
     ours = create_model(name).to(device)
-    calibrate_bn(ours, torch.randn(16, 3, calib_size, calib_size, device=device))
+    noise_bn_statistics(ours, torch.randn(16, 3, calib_size, calib_size, device=device))
     return None, ours
 
 
@@ -146,10 +146,10 @@ def infer_contenders(name, size, batch, device, args, info, peaks) -> list[Conte
 
 
 def int8_contender(model, x, size, flops) -> Contender:
-    """Post-training int8 (cnnarch.quantize: PT2E + X86InductorQuantizer + inductor),
+    """Post-training int8 (cnnarch.inference.quantize: PT2E + X86InductorQuantizer + inductor),
     calibrated on 64 random images: speed does not depend on the scales; accuracy does,
-    and needs real data (cnnarch.export.precision_agreement)."""
-    from cnnarch.quantize import int8_available
+    and needs real data (cnnarch.inference.precision_agreement)."""
+    from cnnarch.inference.quantize import int8_available
 
     name = "ours int8 + compile (PTQ)"
     reason = int8_available()
@@ -222,7 +222,7 @@ def train_contenders(name, size, batch, device, args) -> list[Contender]:
 
 
 def _failed(name: str, exc: BaseException) -> Contender:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    msg = first_line(exc)
     print(f"  ! {name}: {type(exc).__name__}: {msg[:200]}", file=sys.stderr)
     if os.environ.get("CNNARCH_BENCH_DEBUG"):
         traceback.print_exc()

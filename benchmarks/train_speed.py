@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnarch.bench import cold_compile_cache  # noqa: E402
+from cnnarch.inference.bench import cold_compile_cache  # noqa: E402
 from cnnarch.models import create_model  # noqa: E402
 from cnnarch.train import TrainConfig, train  # noqa: E402
 from cnnarch.train.distributed import resolve_device  # noqa: E402

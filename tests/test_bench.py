@@ -1,4 +1,4 @@
-"""cnnarch.bench: the measuring machinery. Never asserts a speed, only that the numbers are
+"""cnnarch.inference.bench: the measuring machinery. Never asserts a speed, only that the numbers are
 well-formed and the FLOP count matches the reference figures."""
 
 import json
@@ -7,19 +7,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnarch import bench as bench_mod
-from cnnarch.bench import (
+from cnnarch.errors import UserError
+from cnnarch.inference import bench as bench_mod
+from cnnarch.inference.bench import (
     Timing,
     bench,
-    calibrate_bn,
     classification_loss,
     count_flops,
-    machine_info,
     make_train_step,
     matmul_peak_gflops,
+    noise_bn_statistics,
     percentiles,
 )
-from cnnarch.errors import UserError
+from cnnarch.inference.hardware import machine_info
 from cnnarch.models import create_model
 
 
@@ -53,9 +53,9 @@ def test_matmul_peak_is_measured():
     assert res["gflops"] > 0 and set(res["per_size"]) == {64, 128}
 
 
-def test_calibrate_bn_sets_statistics_and_keeps_mode():
+def test_noise_bn_statistics_sets_statistics_and_keeps_mode():
     model = create_model("resnet20").eval()
-    calibrate_bn(model, torch.randn(4, 3, 32, 32))
+    noise_bn_statistics(model, torch.randn(4, 3, 32, 32))
     assert not model.training
     assert not torch.allclose(model.bn1.running_var, torch.ones_like(model.bn1.running_var))
     assert model.bn1.momentum == 0.1
@@ -116,7 +116,7 @@ def test_machine_info_names_the_libraries():
 
 
 def test_cold_compile_cache_uses_a_new_folder_unless_the_user_chose_one(monkeypatch, tmp_path):
-    from cnnarch.bench import cold_compile_cache
+    from cnnarch.inference.bench import cold_compile_cache
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     folder = Path(cold_compile_cache())

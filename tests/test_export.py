@@ -1,17 +1,17 @@
 """The inference fast path (optimize, BN folding) and the verified ONNX export.
 
-Tolerances are the ones cnnarch.export states; nothing here measures time.
+Tolerances are the ones cnnarch.inference.check states; nothing here measures time.
 """
 
 import copy
+import os
 
 import pytest
 import torch
 from torch import nn
 
-from cnnarch.bench import calibrate_bn
 from cnnarch.errors import UserError
-from cnnarch.export import (
+from cnnarch.inference import (
     RTOL,
     InferenceModel,
     ToleranceError,
@@ -23,6 +23,7 @@ from cnnarch.export import (
     precision_agreement,
     resolve_precision,
 )
+from cnnarch.inference.bench import noise_bn_statistics
 from cnnarch.models import create_model
 
 PRECISIONS = ["fp32"] + (["bf16"] if bf16_supported("cpu") else [])
@@ -32,7 +33,7 @@ def _model(name, size, **kwargs):
     """A registry model with realistic (calibrated) BN statistics, in eval mode."""
     torch.manual_seed(0)
     model = create_model(name, **kwargs)
-    calibrate_bn(model, torch.randn(8, model.in_chans, size, size))
+    noise_bn_statistics(model, torch.randn(8, model.in_chans, size, size))
     return model.eval()
 
 
@@ -189,3 +190,21 @@ def test_onnx_mismatch_leaves_no_file(tmp_path):
         export_onnx(_model("resnet20", 32), path, (3, 32, 32), rtol=-1.0)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_onnx_file_carries_the_preprocessing_and_the_normal_mode(tmp_path):
+    from cnnarch.data.transform import EvalTransform
+    from cnnarch.inference import read_metadata
+
+    transform = EvalTransform((3, 32, 32), (0.1, 0.2, 0.3), (0.5, 0.6, 0.7),
+                              tuple(f"class {i}" for i in range(10)), resize=36)
+    path = tmp_path / "m.onnx"
+    export_onnx(_model("resnet20", 32), path, transform)
+    meta = read_metadata(path)
+    assert meta["input_size"] == [3, 32, 32] and meta["resize"] == 36
+    assert meta["mean"] == [0.1, 0.2, 0.3] and meta["std"] == [0.5, 0.6, 0.7]
+    assert meta["classes"] == [f"class {i}" for i in range(10)]
+    assert meta["model"] == "resnet20" and "(pixels / 255 - mean) / std" in meta["preprocessing"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as checkpoints, not mkstemp's 0600
