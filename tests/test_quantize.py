@@ -1,4 +1,4 @@
-"""cnnarch.quantize: post-training int8 on the CPU (PT2E + X86InductorQuantizer + inductor).
+"""cnnarch.inference.quantize: post-training int8 on the CPU (PT2E + X86InductorQuantizer + inductor).
 
 The accuracy test trains a real model on the bundled digits (a few seconds) and asserts the
 int8 copy agrees with fp32 on the test split; random weights only show the graph is sound.
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cnnarch import create_model
-from cnnarch.bench import bench, calibrate_bn
 from cnnarch.errors import UserError
-from cnnarch.export import optimize, precision_agreement, resolve_precision
-from cnnarch.quantize import RTOL_INT8, _split_shared_relus, int8_available, quantize_int8
+from cnnarch.inference import optimize, precision_agreement, resolve_precision
+from cnnarch.inference.bench import bench, noise_bn_statistics
+from cnnarch.inference.quantize import RTOL_INT8, _split_shared_relus, int8_available, quantize_int8
 
 needs_int8 = pytest.mark.skipif(int8_available() is not None, reason=str(int8_available()))
 
@@ -19,7 +19,7 @@ needs_int8 = pytest.mark.skipif(int8_available() is not None, reason=str(int8_av
 def _random_model(name, size, **kwargs):
     torch.manual_seed(0)
     model = create_model(name, **kwargs)
-    calibrate_bn(model, torch.randn(16, 3, size, size))
+    noise_bn_statistics(model, torch.randn(16, 3, size, size))
     return model.eval()
 
 
@@ -70,10 +70,14 @@ def test_int8_other_families(name, size, kwargs):
 
 @needs_int8
 def test_int8_accuracy_on_trained_digits():
+    """Trained near convergence (8 epochs: fp32 top-1 0.93-0.98 measured with 1 and 2 threads
+    and with AVX2 kernels, where 4 epochs gave 0.886-0.94 across CPUs), so the bounds test int8,
+    not how far one CPU's rounding lets a short run get. The fp32 bound only says "learned"
+    (chance is 0.1); agreement measured 0.994-1.0, accuracy change at most 0.006."""
     from cnnarch.data import load_dataset
     from cnnarch.train import TrainConfig, train
 
-    model = train(TrainConfig(model="resnet20", data="digits", epochs=4, quiet=True,
+    model = train(TrainConfig(model="resnet20", data="digits", epochs=8, quiet=True,
                               precision="fp32", channels_last="off")).model
     data = load_dataset("digits")
     calib = data.normalize(data.train_images[:256])
@@ -81,7 +85,7 @@ def test_int8_accuracy_on_trained_digits():
     res = precision_agreement(model, test, precision="int8", calibration=calib,
                               batch_size=len(data.test_labels))
     assert res["precision"] == "int8" and res["n"] == len(data.test_labels)
-    assert res["fp32_top1"] > 0.9  # the model learned something
+    assert res["fp32_top1"] > 0.8  # the model learned something
     assert res["top1_agreement"] >= 0.95
     assert abs(res["top1_change"]) <= 0.03
 
@@ -95,7 +99,7 @@ def test_int8_is_cpu_only_and_inference_only():
 
 
 def test_int8_without_torchao_is_a_clear_error(monkeypatch):
-    import cnnarch.quantize as quantize
+    import cnnarch.inference.quantize as quantize
 
     monkeypatch.setattr(quantize, "int8_available", lambda: "int8 needs torchao (test)")
     with pytest.raises(UserError, match="torchao"):
@@ -104,7 +108,7 @@ def test_int8_without_torchao_is_a_clear_error(monkeypatch):
 
 @needs_int8
 def test_int8_check_raises_on_mismatch():
-    from cnnarch.export import ToleranceError
+    from cnnarch.inference import ToleranceError
 
     with pytest.raises(ToleranceError, match=r"\(int8\) disagrees"):
         optimize(_random_model("resnet20", 32), torch.randn(2, 3, 32, 32), precision="int8", rtol=-1.0)
