@@ -28,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import check_choice, check_input
+from ..errors import UserError
+from .layers import check_choice, check_input, he_init
+from .registry import register_model
 
 
 class InceptionRow(NamedTuple):
@@ -189,9 +191,9 @@ class GoogLeNet(nn.Module):
         check_choice("norm", norm, NORMS)
         check_choice("inception", inception, INCEPTION_MODES)
         if num_classes < 1 or in_chans < 1:
-            raise ValueError(f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}")
+            raise UserError(f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}")
         if not 0.0 <= dropout < 1.0 or not 0.0 <= aux_dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}, {aux_dropout}")
+            raise UserError(f"dropout must be in [0, 1), got {dropout}, {aux_dropout}")
         self.name = name
         self.in_chans = in_chans
         self.num_classes = num_classes
@@ -341,24 +343,40 @@ def _min_input_size(stem: str, pool4_kernel: int, aux: bool) -> int:
     raise AssertionError("no input size fits")  # pragma: no cover
 
 
-def googlenet(*, num_classes: int = 1000, norm: str = "lrn", **kwargs) -> GoogLeNet:
+# GoogLeNet's depth: "22 layers deep when counting only layers with parameters" (Sec. 5).
+# Facts: parameters and multiply-adds without the aux heads, which run in training only.
+
+
+@register_model("googlenet", (3, 224, 224), {"googlenet": (22, 6_998_552, 1_582_671_872)},
+                "GoogLeNet as in the paper (Table 1, 5x5 branch, LRN, aux heads)")
+def googlenet(*, num_classes: int = 1000, in_chans: int = 3, norm: str = "lrn",
+              inception: str = "bottleneck", aux_logits: bool = True, dropout: float = 0.4,
+              aux_dropout: float = 0.7) -> GoogLeNet:
     """The paper's network: Table 1, true 5x5, LRN, dropout 40 %, Sec. 5 aux heads."""
-    kwargs.setdefault("aux_logits", True)
-    return GoogLeNet(num_classes=num_classes, stem="paper", norm=norm, k5=5, pool4_kernel=3,
-                     dropout=0.4, name="googlenet", **kwargs)
+    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, stem="paper", norm=norm,
+                     inception=inception, aux_logits=aux_logits, k5=5, pool4_kernel=3,
+                     dropout=dropout, aux_dropout=aux_dropout, name="googlenet")
 
 
-def googlenet_tv(*, num_classes: int = 1000, **kwargs) -> GoogLeNet:
+@register_model("googlenet", (3, 224, 224), {"googlenet_tv": (22, 6_624_904, 1_498_376_192)},
+                "GoogLeNet in torchvision's layout (loads its weights)")
+def googlenet_tv(*, num_classes: int = 1000, in_chans: int = 3, inception: str = "bottleneck",
+                 aux_logits: bool = True, dropout: float = 0.2, aux_dropout: float = 0.7,
+                 transform_input: bool = False) -> GoogLeNet:
     """torchvision-compatible layout (see module docstring for each departure)."""
-    kwargs.setdefault("aux_logits", True)
-    return GoogLeNet(num_classes=num_classes, stem="tv", norm="bn", k5=3, pool4_kernel=2,
-                     dropout=0.2, bn_eps=1e-3, name="googlenet_tv", **kwargs)
+    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, stem="tv", norm="bn",
+                     inception=inception, aux_logits=aux_logits, k5=3, pool4_kernel=2,
+                     dropout=dropout, aux_dropout=aux_dropout, bn_eps=1e-3,
+                     transform_input=transform_input, name="googlenet_tv")
 
 
-def googlenet_small(*, num_classes: int = 10, norm: str = "bn", **kwargs) -> GoogLeNet:
+@register_model("googlenet", (3, 32, 32), {"googlenet_small": (22, 5_983_402, 1_561_143_296)},
+                "GoogLeNet's nine modules for 32x32 and smaller inputs")
+def googlenet_small(*, num_classes: int = 10, in_chans: int = 3, norm: str = "bn",
+                    inception: str = "bottleneck", aux_logits: bool = True,
+                    dropout: float = 0.4, aux_dropout: float = 0.7) -> GoogLeNet:
     """Nine paper modules for 32x32 and smaller inputs; BN by default (trains from scratch
     on digits/CIFAR without LRN-era tricks)."""
-    kwargs.setdefault("aux_logits", True)
-    kwargs.setdefault("dropout", 0.4)
-    return GoogLeNet(num_classes=num_classes, stem="small", norm=norm, k5=5, pool4_kernel=3,
-                     name="googlenet_small", **kwargs)
+    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, stem="small", norm=norm,
+                     inception=inception, aux_logits=aux_logits, k5=5, pool4_kernel=3,
+                     dropout=dropout, aux_dropout=aux_dropout, name="googlenet_small")
