@@ -376,7 +376,13 @@ def googlenet_small(*, num_classes: int = 10, in_chans: int = 3, norm: str = "bn
                     inception: str = "bottleneck", aux_logits: bool = True,
                     dropout: float = 0.4, aux_dropout: float = 0.7) -> GoogLeNet:
     """Nine paper modules for 32x32 and smaller inputs; BN by default (trains from scratch
-    on digits/CIFAR without LRN-era tricks)."""
-    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, stem="small", norm=norm,
-                     inception=inception, aux_logits=aux_logits, k5=5, pool4_kernel=3,
-                     dropout=dropout, aux_dropout=aux_dropout, name="googlenet_small")
+    on digits/CIFAR without LRN-era tricks). With BN the convolutions get He init (as the
+    ResNets): behind BN a weight's scale only sets its effective step size, lr / ||w||^2,
+    and the 0.01-std init made that 10-100x larger than He init's, so the network trained
+    slowly and its BN running statistics lagged (docs/reproduce.md, googlenet_small)."""
+    model = GoogLeNet(num_classes=num_classes, in_chans=in_chans, stem="small", norm=norm,
+                      inception=inception, aux_logits=aux_logits, k5=5, pool4_kernel=3,
+                      dropout=dropout, aux_dropout=aux_dropout, name="googlenet_small")
+    if norm == "bn":
+        he_init(model)  # convolutions only; the linear layers keep the 0.01-std init
+    return model
