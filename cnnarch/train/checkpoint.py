@@ -13,15 +13,25 @@ with ``EvalTransform.from_meta(meta)``, which also reads checkpoints without the
 
 Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``'d
 over the target (and the folder fsync'ed): a crash at any moment leaves either the old or
-the new checkpoint, never a torn one.
+the new checkpoint, never a torn one. ``atomic_write_bytes`` / ``atomic_write_text`` are the
+one home of atomic output for the whole package (reports, figures, JSON, ONNX files too):
+the temporary file is removed on every exit path, a symlink at the target is replaced,
+never written through, and a full, read-only or forbidden disk (ENOSPC, EDQUOT, EROFS,
+EACCES, EPERM, EFBIG) is a ``StorageError``: one line naming the path.
+
+Loading checks, before ``torch.load`` allocates anything, that the file is a zip whose
+members claim no more bytes than the file holds (torch writes them uncompressed), and,
+after, the format version (``VERSION``; a newer one is refused).
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import random
+import stat
 import tempfile
 from pathlib import Path
 
@@ -31,7 +41,21 @@ import torch
 from ..errors import UserError
 
 FORMAT = "cnnarch-checkpoint"
-VERSION = 1
+VERSION = 1  # the newest checkpoint format this code reads and writes
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+ZIP_SLACK = 1 << 16  # bytes: zip headers a member's size may not account for
+
+
+class StorageError(UserError):
+    """The disk refused a write (full, read-only, no permission): one line naming the path."""
+
+
+def storage_error(exc: OSError, path) -> StorageError | None:
+    """The StorageError for ``exc`` when it is a disk condition, else None."""
+    if exc.errno not in STORAGE_ERRNOS:
+        return None
+    where = exc.filename or path
+    return StorageError(f"cannot write {where}: {exc.strerror or os.strerror(exc.errno)}")
 
 
 # --- atomic files ---------------------------------------------------------------------------
@@ -53,8 +77,11 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise (storage_error(exc, path) or exc) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -64,6 +91,9 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise (storage_error(exc, path) or exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -76,17 +106,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    return atomic_write_bytes(path, lambda f: torch.save(state, f))
+    """Serialise in memory first, so a disk error is a plain OSError from one write (torch's
+    own writer would wrap it in an internal RuntimeError)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return atomic_write_bytes(path, lambda f: f.write(buf.getbuffer()))
 
 
 # --- safe loads -----------------------------------------------------------------------------
 
 
-def find_checkpoint(path: str | os.PathLike, prefer: str = "last") -> Path:
-    """A checkpoint file, or a run folder (its checkpoints/{prefer}.pt, else the other one)."""
+def find_checkpoint(path: str | os.PathLike, prefer: str = "last", *, fallback: bool = True) -> Path:
+    """A checkpoint file, or a run folder (its checkpoints/{prefer}.pt, else, with
+    ``fallback``, the other one)."""
     p = Path(path)
     if p.is_dir():
-        for name in (prefer, "best" if prefer == "last" else "last"):
+        names = (prefer, "best" if prefer == "last" else "last") if fallback else (prefer,)
+        for name in names:
             for candidate in (p / "checkpoints" / f"{name}.pt", p / f"{name}.pt"):
                 if candidate.is_file():
                     return candidate
@@ -99,6 +135,7 @@ def find_checkpoint(path: str | os.PathLike, prefer: str = "last") -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """``torch.load(weights_only=True)`` with one-line errors; checks it is ours."""
     p = find_checkpoint(path)
+    check_zip_sizes(p)
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -111,6 +148,12 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{p} is not a cnnarch training checkpoint (no meta); "
                         "plain state_dicts load with cnnarch.models.compat")
+    version = state.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UserError(f"{p} has no valid checkpoint format version ({version!r})")
+    if version > VERSION:
+        raise UserError(f"{p} was written by a newer cnnarch (checkpoint format {version}; this "
+                        f"one reads up to {VERSION}); upgrade cnnarch to load it")
     meta = state.get("meta")
     missing = [k for k in ("model", "meta", "optimizer", "rng", "epoch", "step") if k not in state]
     if (missing or not isinstance(state["model"], dict) or not isinstance(meta, dict)
@@ -118,6 +161,29 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise UserError(f"{p} is an incomplete cnnarch checkpoint "
                         f"({', '.join(missing) or 'model weights or meta'} missing or damaged)")
     return state
+
+
+def check_zip_sizes(path: Path) -> None:
+    """Refuse a zip-format torch file whose members claim more bytes than the file holds
+    (torch stores them uncompressed), before anything is allocated for them. Files in
+    torch's legacy (non-zip) format pass through to the weights-only unpickler."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as zf:
+            claimed = sum(info.file_size for info in zf.infolist())
+            packed = [i.filename for i in zf.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return  # torch.load reports what is wrong with it
+    if packed:
+        raise UserError(f"refusing to load {path}: it holds compressed members ({packed[0]}); "
+                        "torch checkpoints store them uncompressed")
+    if claimed > size + ZIP_SLACK:
+        raise UserError(f"refusing to load {path}: its members claim {claimed:,} bytes in a "
+                        f"{size:,}-byte file")
 
 
 def build_model_from_meta(meta: dict):
@@ -199,7 +265,16 @@ class RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # O_NOFOLLOW: a symlink at RUN/.lock is never written through
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"{self.path} is a symbolic link; refusing to write through it "
+                                "(remove it, or choose another --out)") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"{self.path} is not a regular file; remove it or choose another --out")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -1,8 +1,11 @@
 """One flat training config (``TrainConfig``), its recipes, validation, and TOML in/out.
 
-Every field has a unit and a comment below; the CLI (``--set key=value`` and per-field
-flags) and a TOML file (``--config``) set the same fields, so ``config.toml`` saved in a
-run folder reloads as is. Precedence: defaults < ``recipe`` < TOML file < flags.
+Each field declares its type (the annotation), default, help text, choices and bounds
+(``field(metadata=...)``, made by ``_f``); validation, the CLI's flags and ``--help``, and
+the comments of ``config.toml`` all read them from there. The CLI (``--set key=value``
+and per-field flags) and a TOML file (``--config``) set the same fields, so
+``config.toml`` saved in a run folder reloads as is. Precedence: defaults < ``recipe`` <
+TOML file < flags.
 
 Recipes (``--recipe``):
 
@@ -21,6 +24,7 @@ import dataclasses
 import json
 import math
 import sys
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -36,219 +40,247 @@ SCHEDULES = ("cosine", "step", "constant")
 MILESTONE_UNITS = ("epoch", "iteration")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
+MAX_IMAGE_SIZE = 1024  # px: the largest image_size (data/imagefolder.py checks it too)
+MAX_COUNT = 10**9  # epochs, iterations, batch size, ...: larger is a typo, not a plan
+FLOAT32_MAX = 3.4e38
+
+
+def _f(default, help: str, *, choices: tuple = (), low=None, high=None, above: bool = False,
+       below: bool = False, factory=None):
+    """A TrainConfig field: its default, help text and bounds (``low <= v``, ``low < v`` with
+    ``above``; ``v <= high``, ``v < high`` with ``below``), read by validation, the CLI and
+    ``to_toml``."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "above": above,
+            "below": below}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     # --- what to train, on what
-    model: str = "resnet20"  # registry name (`cnnarch models`)
-    model_kwargs: dict = field(default_factory=dict)  # model options, e.g. {shortcut = "B"}
-    data: str = "digits"  # digits | cifar10 | cifar100 | synthetic[:CxHxW:K:N] | imagefolder:PATH
-    data_dir: str | None = None  # folder/archive for CIFAR (None = $CNNARCH_DATA or ~/.cache)
-    download: bool = False  # fetch CIFAR (MD5-verified) when it is missing
-    val_split: bool = False  # evaluate on a held-out part of train (CIFAR 45k/5k) instead of test
-    image_size: int = 0  # px; imagefolder resize/crop size (0 = 224)
-    workers: int = 4  # DataLoader worker processes (imagefolder only)
+    model: str = _f("resnet20", "registry name (`cnnarch models`)")
+    model_kwargs: dict = _f(None, "model options, e.g. {shortcut = \"B\"}", factory=dict)
+    data: str = _f("digits", "digits | cifar10 | cifar100 | synthetic[:CxHxW:K:N] | imagefolder:PATH")
+    data_dir: str | None = _f(None, "folder/archive for CIFAR (unset = $CNNARCH_DATA or ~/.cache)")
+    download: bool = _f(False, "fetch CIFAR (MD5-verified) when it is missing")
+    val_split: bool = _f(True, "evaluate (and pick best.pt) on a part held out of train "
+                               "(CIFAR 45k/5k, others 10 %) instead of the test split")
+    image_size: int = _f(0, "px; image-folder size (0 = the images' native size)",
+                         low=0, high=MAX_IMAGE_SIZE)
+    workers: int = _f(4, "DataLoader worker processes (image folders only)", low=0, high=256)
     # --- how long
-    epochs: int = 15  # passes over the training split (ignored when iterations > 0)
-    iterations: int = 0  # optimizer steps to run; > 0 overrides epochs (paper-cifar: 64000)
-    batch_size: int = 128  # images per optimizer step, over all processes
+    epochs: int = _f(15, "passes over the training split (ignored when iterations > 0)",
+                     low=1, high=MAX_COUNT)
+    iterations: int = _f(0, "optimizer steps to run; > 0 overrides epochs (paper-cifar: 64000)",
+                         low=0, high=MAX_COUNT)
+    batch_size: int = _f(128, "images per optimizer step, over all processes", low=1, high=MAX_COUNT)
     # --- optimizer and schedule
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.1  # peak learning rate
-    momentum: float = 0.9  # SGD momentum (AdamW beta1)
-    nesterov: bool = False  # Nesterov momentum (SGD only)
-    weight_decay: float = 5e-4  # L2 penalty on all weights (paper: 1e-4)
-    schedule: str = "cosine"  # cosine | step | constant (after the warm-up)
-    milestones: list = field(default_factory=list)  # step schedule: lr *= gamma at each one
-    milestone_unit: str = "epoch"  # epoch | iteration (unit of milestones)
-    gamma: float = 0.1  # step schedule: factor at each milestone
-    warmup_epochs: float = 1.0  # epochs of linear warm-up from ~0 to lr (0 = none)
-    warmup_until_error: float = 0.0  # fraction; lr x 0.1 until train error < this (paper R-110: 0.8)
-    label_smoothing: float = 0.0  # cross-entropy label smoothing, fraction
-    aux_weight: float = 0.3  # GoogLeNet aux-head loss weight (Sec. 5), training only
+    optimizer: str = _f("sgd", "sgd | adamw", choices=OPTIMIZERS)
+    lr: float = _f(0.1, "peak learning rate", low=0.0, above=True)
+    momentum: float = _f(0.9, "SGD momentum (AdamW beta1), in [0, 1)", low=0.0, high=1.0, below=True)
+    nesterov: bool = _f(False, "Nesterov momentum (SGD only)")
+    weight_decay: float = _f(5e-4, "L2 penalty on all weights (paper: 1e-4)", low=0.0)
+    schedule: str = _f("cosine", "cosine | step | constant (after the warm-up)", choices=SCHEDULES)
+    milestones: list = _f(None, "step schedule: lr *= gamma at each one", factory=list)
+    milestone_unit: str = _f("epoch", "epoch | iteration (unit of milestones)", choices=MILESTONE_UNITS)
+    gamma: float = _f(0.1, "step schedule: factor at each milestone", low=0.0, above=True)
+    warmup_epochs: float = _f(1.0, "epochs of linear warm-up from ~0 to lr (0 = none)", low=0.0)
+    warmup_until_error: float = _f(0.0, "fraction; lr x 0.1 until train error < this (paper R-110: 0.8)",
+                                   low=0.0, high=1.0)
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing, fraction in [0, 1)",
+                                low=0.0, high=1.0, below=True)
+    aux_weight: float = _f(0.3, "GoogLeNet aux-head loss weight (Sec. 5), training only", low=0.0)
     # --- speed (each switchable; "auto" = the measured safe fast choice)
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
-    channels_last: str = "auto"  # auto | on | off (NHWC memory format)
-    compile: bool = False  # torch.compile the model (CPU: with train/batchnorm.py's batch norm)
-    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = _f("auto", "auto | fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)",
+                        choices=PRECISIONS)
+    channels_last: str = _f("auto", "auto | on | off (NHWC memory format)", choices=SWITCHES)
+    compile: bool = _f(False, "torch.compile the model (CPU: with train/batchnorm.py's batch norm)")
+    sync_bn: bool = _f(False, "SyncBatchNorm across processes under torchrun")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
     # --- reproducibility, output
-    seed: int = 0  # seeds torch, numpy, python and the data/augmentation generator
-    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
-    log_every: int = 20  # steps between progress updates (and non-finite-loss checks on GPU)
-    out: str | None = None  # run folder (None = write nothing); CLI default runs/<model>-<time>
-    resume: str | None = None  # run folder (or checkpoint) to continue from
-    quiet: bool = False  # no progress bar; one log line per epoch instead
-    recipe: str = ""  # name of the preset applied under these values ("" = none)
+    seed: int = _f(0, "seeds torch, numpy, python and the data/augmentation generator",
+                   low=0, high=2**63 - 1)
+    eval_every: int = _f(1, "epochs between evaluations (the last epoch is always evaluated)",
+                         low=1, high=MAX_COUNT)
+    log_every: int = _f(20, "steps between progress updates (and non-finite-loss checks on GPU)",
+                        low=1, high=MAX_COUNT)
+    out: str | None = _f(None, "run folder (unset = write nothing); CLI default runs/<model>-<time>")
+    resume: str | None = _f(None, "run folder (or checkpoint) to continue from")
+    quiet: bool = _f(False, "no progress bar; one log line per epoch instead")
+    recipe: str = _f("", "name of the preset applied under these values (\"\" = none)")
 
     def __post_init__(self):
-        if isinstance(self.channels_last, bool):  # accept True/False as on/off
-            self.channels_last = "on" if self.channels_last else "off"
-        validate(self)
+        for f in fields(self):  # one pass: convert, type-check, bound-check each field
+            setattr(self, f.name, check_field(f.name, getattr(self, f.name)))
+        check_together(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
-        unknown = sorted(set(values) - set(FIELD_NAMES))
-        if unknown:
-            raise UserError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
-                            f"valid keys: {', '.join(FIELD_NAMES)}")
-        coerced = {k: coerce(k, v, source=source) for k, v in values.items()}
-        return cls(**coerced)
+        check_keys(values, source)
+        try:
+            return cls(**values)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
-FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+HINTS = typing.get_type_hints(TrainConfig)
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+FIELD_NAMES = tuple(FIELDS)
 
 
-def coerce(key: str, value, *, source: str = "config"):
-    """Convert ``value`` (a TOML value or a command-line string) to the type of ``key``."""
-    kind = FIELD_TYPES[key].replace(" | None", "")
+@dataclass(frozen=True)
+class FieldSpec:
+    """One TrainConfig field as the CLI and docs show it."""
+
+    name: str
+    kind: type  # bool, int, float, str, dict or list
+    optional: bool  # None allowed
+    default: object
+    help: str
+    choices: tuple
+
+
+def field_kind(name: str) -> tuple[type, bool]:
+    """-> (the field's type without ``None``, whether ``None`` is allowed)."""
+    hint = HINTS[name]
+    args = typing.get_args(hint)
+    if type(None) in args:
+        (kind,) = (a for a in args if a is not type(None))
+        return kind, True
+    return (typing.get_origin(hint) or hint), False
+
+
+def field_specs() -> list[FieldSpec]:
+    out = []
+    for name, f in FIELDS.items():
+        kind, optional = field_kind(name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out.append(FieldSpec(name, kind, optional, default, f.metadata["help"], f.metadata["choices"]))
+    return out
+
+
+def check_keys(values: dict, source: str) -> None:
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise UserError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
+                        f"valid keys: {', '.join(FIELD_NAMES)}")
+
+
+_DESCRIBE = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "a table / JSON object", list: "a list of integers"}
+
+
+def check_field(name: str, value):
+    """``value`` (Python, TOML or a command-line string) as field ``name``'s type, within its
+    bounds and choices; a UserError naming the field otherwise."""
+    kind, optional = field_kind(name)
     if value is None:
-        if "None" not in FIELD_TYPES[key]:
-            raise UserError(f"{source}: {key} cannot be empty")
+        if not optional:
+            raise UserError(f"{name} cannot be empty")
         return None
-    bad = UserError(f"{source}: {key} expects {_describe(kind)}, got {value!r}")
-    if kind == "bool":
+    value = _convert(name, kind, value)
+    meta = FIELDS[name].metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise UserError(f"invalid {name}={value!r}; choose one of {', '.join(meta['choices'])}")
+    if kind is float and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+        raise UserError(f"invalid {name}={value!r}; must be a finite number (at most 3.4e38)")
+    low, high = meta["low"], meta["high"]
+    if low is not None and (value < low or (meta["above"] and value == low)):
+        raise UserError(f"invalid {name}={value!r}; must be {'>' if meta['above'] else '>='} {low}")
+    if high is not None and (value > high or (meta["below"] and value == high)):
+        raise UserError(f"invalid {name}={value!r}; must be {'<' if meta['below'] else '<='} {high}")
+    return value
+
+
+def _convert(name: str, kind: type, value):
+    bad = UserError(f"{name} expects {_DESCRIBE[kind]}, got {value!r}")
+    if kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        text = str(value).lower() if isinstance(value, str) else None
+        if text in ("1", "true", "yes", "on"):
             return True
-        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        if text in ("0", "false", "no", "off"):
             return False
         raise bad
-    if kind == "int":
-        if isinstance(value, bool):
+    if kind is str:
+        if name == "channels_last" and isinstance(value, bool):  # True/False as on/off
+            return "on" if value else "off"
+        if not isinstance(value, str):
             raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                try:
-                    f = float(value)
-                except ValueError:
-                    raise bad from None
-                if f.is_integer():
-                    return int(f)
+        return value
+    if isinstance(value, bool):
         raise bad
-    if kind == "float":
-        if isinstance(value, bool):
-            raise bad
+    if kind is int:
+        return _to_int(value, bad)
+    if kind is float:
         if isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        if key == "channels_last" and isinstance(value, bool):
-            return "on" if value else "off"
-        raise bad
-    if kind == "dict":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise bad from None
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        if not isinstance(value, str):
             raise bad
-        for k, v in value.items():
-            if not isinstance(v, (str, int, float, bool)):
-                raise UserError(f"{source}: {key}.{k} must be a string, number or boolean, got {v!r}")
-        return dict(value)
-    if kind == "list":
+        try:
+            return float(value)
+        except ValueError:
+            raise bad from None
+    if kind is dict:
+        return _to_dict(name, value, bad)
+    if kind is list:
         if isinstance(value, str):
             value = [v for v in value.replace(" ", "").split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise bad
-        try:
-            return [_int_item(v) for v in value]
-        except (ValueError, TypeError):
-            raise bad from None
+        return [_to_int(v, bad) for v in value]
     raise AssertionError(f"unhandled field type {kind}")  # pragma: no cover
 
 
-def _int_item(v) -> int:
-    if isinstance(v, bool):
-        raise TypeError(v)
-    if isinstance(v, float) and not v.is_integer():
-        raise ValueError(v)
-    return int(v)
+def _to_int(value, bad: UserError) -> int:
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.replace("_", ""))
+        except ValueError:
+            try:
+                f = float(value)
+            except ValueError:
+                raise bad from None
+            if f.is_integer():
+                return int(f)
+    raise bad
 
 
-def _describe(kind: str) -> str:
-    return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
-            "dict": "a table / JSON object", "list": "a list of integers"}[kind]
+def _to_dict(name: str, value, bad: UserError) -> dict:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise bad from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise bad
+    for k, v in value.items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise UserError(f"{name}.{k} must be a string, number or boolean, got {v!r}")
+    return dict(value)
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Check ranges and choices; raise one UserError listing what is valid."""
-
-    def choice(name, choices):
-        if getattr(cfg, name) not in choices:
-            raise UserError(f"invalid {name}={getattr(cfg, name)!r}; choose one of {', '.join(choices)}")
-
-    def at_least(name, low, *, strict=False):
-        v = getattr(cfg, name)
-        if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= 3.4e38):  # float32 range
-            raise UserError(f"invalid {name}={v!r}; must be a finite number (at most 3.4e38)")
-        if v < low or (strict and v == low):
-            raise UserError(f"invalid {name}={v!r}; must be {'>' if strict else '>='} {low}")
-
-    for f in fields(cfg):  # types first (direct construction bypasses coerce)
-        v = getattr(cfg, f.name)
-        kind = FIELD_TYPES[f.name].replace(" | None", "")
-        if v is None and "None" in FIELD_TYPES[f.name]:
-            continue
-        ok = {"bool": isinstance(v, bool), "int": isinstance(v, int) and not isinstance(v, bool),
-              "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-              "str": isinstance(v, str), "dict": isinstance(v, dict),
-              "list": isinstance(v, (list, tuple))}[kind]
-        if not ok:
-            raise UserError(f"invalid {f.name}={v!r}; expected {_describe(kind)}")
-    choice("optimizer", OPTIMIZERS)
-    choice("schedule", SCHEDULES)
-    choice("milestone_unit", MILESTONE_UNITS)
-    choice("precision", PRECISIONS)
-    choice("channels_last", SWITCHES)
-    if cfg.recipe:
-        choice("recipe", tuple(RECIPES))
+def check_together(cfg: TrainConfig) -> None:
+    """The rules that involve more than one field, or a pattern rather than a range."""
     if not cfg.model:
         raise UserError("model must be a registry name (see `cnnarch models`)")
-    at_least("epochs", 1)
-    at_least("iterations", 0)
-    at_least("batch_size", 1)
-    at_least("lr", 0.0, strict=True)
-    at_least("momentum", 0.0)
-    at_least("weight_decay", 0.0)
-    at_least("gamma", 0.0, strict=True)
-    at_least("warmup_epochs", 0.0)
-    at_least("warmup_until_error", 0.0)
-    at_least("label_smoothing", 0.0)
-    at_least("aux_weight", 0.0)
-    at_least("image_size", 0)
-    at_least("workers", 0)
-    at_least("eval_every", 1)
-    at_least("log_every", 1)
-    at_least("seed", 0)
-    if cfg.momentum >= 1.0:
-        raise UserError(f"invalid momentum={cfg.momentum!r}; must be in [0, 1)")
-    if cfg.label_smoothing >= 1.0 or cfg.warmup_until_error > 1.0:
-        raise UserError("label_smoothing must be in [0, 1) and warmup_until_error in [0, 1]")
+    if cfg.recipe and cfg.recipe not in RECIPES:
+        raise UserError(f"invalid recipe={cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
     if any(m < 0 for m in cfg.milestones):
         raise UserError(f"invalid milestones={cfg.milestones!r}; must be >= 0")
     if cfg.device != "auto" and not (cfg.device in ("cpu", "cuda", "mps")
@@ -293,16 +325,16 @@ def resolve_config(*layers: dict, source: str = "config") -> TrainConfig:
     merged: dict = {}
     for layer in layers:
         merged.update({k: v for k, v in layer.items()})
-    unknown = sorted(set(merged) - set(FIELD_NAMES))
-    if unknown:
-        raise UserError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
-                        f"valid keys: {', '.join(FIELD_NAMES)}")
-    model = str(merged.get("model", TrainConfig.model))
+    check_keys(merged, source)
+    model = str(merged.get("model") or FIELDS["model"].default)
     base = recipe_values(str(merged.get("recipe", "") or ""), model)
     return TrainConfig.from_dict({**base, **merged}, source=source)
 
 
 # --- TOML -----------------------------------------------------------------------------------
+
+
+TOML_HEADER = "# cnnarch training config (resolved); reload with `cnnarch train --config FILE`"
 
 
 def _toml_value(v) -> str:
@@ -328,8 +360,8 @@ def _toml_value(v) -> str:
 def to_toml(cfg: TrainConfig) -> str:
     """One ``key = value`` line per field, with the field's comment; None fields are left out
     (a missing key reads back as its default, None)."""
-    comments = field_comments()
-    lines = ["# cnnarch training config (resolved); reload with `cnnarch train --config FILE`"]
+    comments = {name: f.metadata["help"] for name, f in FIELDS.items()}
+    lines = [TOML_HEADER]
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         if v is None:
@@ -356,21 +388,3 @@ def read_toml(path: str | Path) -> dict:
 def load_config(path: str | Path) -> TrainConfig:
     """Read a config TOML (e.g. a run folder's config.toml) into a validated TrainConfig."""
     return resolve_config(read_toml(path), source=str(path))
-
-
-def field_comments() -> dict[str, str]:
-    """The inline comment of each field in this file's TrainConfig source."""
-    import inspect
-
-    out: dict[str, str] = {}
-    try:
-        source = inspect.getsource(TrainConfig)
-    except (OSError, TypeError):  # pragma: no cover - no source (frozen install)
-        return out
-    for line in source.splitlines():
-        s = line.strip()
-        if ":" in s and "#" in s and not s.startswith("#"):
-            name = s.split(":", 1)[0].strip()
-            if name in FIELD_TYPES:
-                out[name] = s.split("#", 1)[1].strip()
-    return out

@@ -3,7 +3,8 @@
 ``metrics.jsonl`` holds one JSON object per line. Each line is written with a single
 ``os.write`` on an ``O_APPEND`` descriptor and fsync'ed, so a crash never leaves a torn
 line in the middle; on resume the file is rewritten (atomically) from the checkpoint's
-history, so it matches an uninterrupted run.
+history, so it matches an uninterrupted run (later lines no checkpoint holds are moved
+aside first, train/rundir.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class MetricsFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # O_NOFOLLOW: a symlink put at metrics.jsonl is never appended through
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0),
+                          0o644)
 
     @staticmethod
     def rewrite(path: str | os.PathLike, records: list[dict]) -> None:
@@ -105,3 +108,18 @@ def epoch_line(rec: dict, epochs: int) -> str:
     return (f"epoch {rec['epoch']}/{epochs}  train loss {rec['train_loss']:.4f} "
             f"acc {100 * rec['train_acc']:.2f}%{test}  lr {rec['lr']:.4g}  "
             f"{rec['img_per_s']:.0f} img/s  {rec['time_s']:.1f}s")
+
+
+def final_line(cfg, result) -> str:
+    """The one line `cnnarch train` ends with: accuracy, top-5 (more than 5 classes), error,
+    epochs and the whole run's time (sessions before a resume included)."""
+    last = result.history[-1]
+    split = last.get("eval_split", "test")
+    acc = f"{split} accuracy {100 * (last.get('test_acc') or 0):.2f}%"
+    if last.get("test_top5") is not None and len(result.classes) > 5:
+        acc += f" (top-5 {100 * last['test_top5']:.2f}%)"
+    n = last["epoch"]
+    resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
+    return (f"{cfg.model} on {cfg.data}: {acc}, train error {100 * (1 - last['train_acc']):.2f}%, "
+            f"{n} epoch{'' if n == 1 else 's'} in {result.total_s:.1f} s{resumed}; "
+            f"run folder {result.run_dir}")

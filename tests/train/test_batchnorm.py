@@ -90,7 +90,7 @@ def test_swap_keeps_parameters_and_state_dict_and_turns_back():
 def test_compiled_training_matches_eager_and_returns_builtin_batchnorm():
     """`cnnarch train --compile` on a CPU runs the rewrite under torch.compile; the result is
     the eager run's within float tolerance, and the returned model has nn.BatchNorm2d again."""
-    common = dict(model="resnet20", data="digits", iterations=4, batch_size=64, eval_every=100,
+    common = dict(model="resnet20", data="digits", val_split=False, iterations=4, batch_size=64, eval_every=100,
                   quiet=True, device="cpu", precision="fp32", channels_last="off", warmup_epochs=0.0)
     eager = train(TrainConfig(**common)).model
     seen = []

@@ -106,7 +106,7 @@ def test_fresh_run_into_a_used_folder_is_refused(tmp_path):
 def test_evaluate_reports_top5_per_class_and_confusion():
     from cnnarch.data import load_dataset
 
-    result = train(TrainConfig(epochs=1, precision="fp32", **FAST))  # evaluate() defaults to fp32
+    result = train(TrainConfig(epochs=1, precision="fp32", val_split=False, **FAST))  # evaluate(): fp32
     ev = evaluate(result.model, load_dataset("digits"))
     assert ev["n"] == 360 and len(ev["per_class"]) == 10 and len(ev["confusion"]) == 10
     assert sum(map(sum, ev["confusion"])) == 360 and ev["top5"] >= ev["top1"]
