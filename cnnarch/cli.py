@@ -1,19 +1,32 @@
 """The `cnnarch` command line: parse, call one function, print.
 
-Each group of sub-commands is added by one ``_add_*`` function below. A user error
-(``UserError``, ``ValueError``, a missing file) prints one line and exits with code 2.
+Each group of sub-commands is added by one ``_add_*`` function below; only the group of the
+command being run imports its libraries, so ``cnnarch --help`` does not load torch.
+
+Errors: a :class:`~cnnarch.errors.CnnarchError` (``UserError`` for bad input) and the OS
+errors that bad input causes (a missing file, a folder where a file belongs, no permission)
+print one line and exit with the error's ``exit_code`` (2 for bad input; 1 for a failed
+check such as ``ToleranceError``). Every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import logging
 import os
 import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-from .errors import UserError
+from .errors import CnnarchError, UserError, first_line
+from .inference.precision import PRECISIONS
 
-USER_ERRORS = (UserError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
-               NotADirectoryError, PermissionError, FileExistsError)
+# OS errors that name the user's input (a path given on the command line), not a bug.
+INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+                   FileExistsError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,27 +36,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command``, only that command's group gets its full options
+    (the others keep their name and one-line help), so parsing imports no more than it needs."""
     parser = _Parser(prog="cnnarch", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_model_commands(sub)
-    _add_training_commands(sub)
-    _add_experiment_commands(sub)
+    _add_training_commands(sub, full=command is None or command in ("train", "eval"))
+    _add_experiment_commands(sub, full=command is None or command in ("reproduce", "experiment"))
     _add_speed_commands(sub)
     return parser
 
 
+def _placeholders(sub, helps: dict[str, str]) -> None:
+    """Commands listed by name and help only (in ``cnnarch --help``, or while another runs)."""
+    for name, help_text in helps.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+
+
+def _command_in(argv: list[str]) -> str:
+    """The sub-command named in ``argv`` ("" when none is)."""
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"cnnarch {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except (CnnarchError, *INPUT_OS_ERRORS) as exc:
+        print(f"cnnarch {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("cnnarch: interrupted", file=sys.stderr)
         return 130
@@ -53,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _one_line(exc: BaseException) -> str:
+    """An OS error as "strerror: path" (its str() carries an errno prefix), else its first line."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename}"
+    return first_line(exc)
 
+
+def _version() -> str:
     try:
         return version("cnnarch")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -143,8 +173,6 @@ def _print_table(header: list[str], rows: list[list], right: set[int] = frozense
 
 
 def _cmd_models(args) -> int:
-    import json
-
     from .analysis.complexity import CONVENTION, complexity
     from .models import MODELS
 
@@ -168,8 +196,6 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    import json
-
     from .analysis.complexity import (
         CONVENTION,
         compare_googlenet_paper,
@@ -177,7 +203,6 @@ def _cmd_summary(args) -> int:
         complexity,
         paper_rows,
     )
-    from .errors import UserError
     from .models import get_entry
 
     entry = get_entry(args.model)
@@ -320,8 +345,6 @@ def _print_resnet_compare(c, size, native) -> None:
 
 
 def _cmd_inception_cost(args) -> int:
-    import json
-
     from .analysis.complexity import CONVENTION, inception_cost_example, naive_vs_bottleneck
 
     ex = inception_cost_example()
@@ -369,7 +392,12 @@ def _cmd_inception_cost(args) -> int:
 # --- train, eval (issue 3) -----------------------------------------------------------------
 
 
-def _add_training_commands(sub) -> None:
+def _add_training_commands(sub, full: bool = True) -> None:
+    if not full:
+        _placeholders(sub, {"train": "train a model (digits by default); writes a run folder",
+                            "eval": "evaluate a checkpoint or run folder: top-1/top-5, per class, "
+                                    "confusion matrix"})
+        return
     from .train.config import FIELD_NAMES, FIELD_TYPES, RECIPES, field_comments
 
     p = sub.add_parser(
@@ -426,7 +454,7 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--precision", choices=["bf16", "fp16", "int8"],
                    help="also measure the inference fast path's accuracy cost at this precision "
-                        "(cnnarch.export.optimize): top-1 agreement with fp32 and both accuracies; "
+                        "(cnnarch.inference.optimize): top-1 agreement with fp32 and both accuracies; "
                         "int8 is calibrated on 512 training images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_threads(p)
@@ -435,9 +463,6 @@ def _add_training_commands(sub) -> None:
 
 def _train_config_from_args(args):
     """Merge (saved run config) < --config file < flags into a validated TrainConfig."""
-    import datetime
-    from pathlib import Path
-
     from .models import get_entry
     from .train.config import FIELD_NAMES, read_toml, resolve_config
 
@@ -482,8 +507,6 @@ def _train_config_from_args(args):
         for layer in layers:
             mk = layer.get("model_kwargs", {})
             if isinstance(mk, str):
-                import json
-
                 try:
                     mk = json.loads(mk)
                 except json.JSONDecodeError:
@@ -507,11 +530,6 @@ def _train_config_from_args(args):
 
 
 def _cmd_train(args) -> int:
-    import json
-    import logging
-    import os
-    import time
-
     from .train import NonFiniteLoss, train
 
     cfg = _train_config_from_args(args)
@@ -542,8 +560,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    import json
-
     from .data import load_dataset
     from .train import evaluate
     from .train.checkpoint import find_checkpoint, load_model
@@ -568,7 +584,11 @@ def _cmd_eval(args) -> int:
     result = evaluate(model, data, batch_size=args.batch_size, device=device)
     if result["loss"] != result["loss"] or abs(result["loss"]) == float("inf"):
         raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")
-    fast = _fast_path_cost(model, data, args.precision, args.batch_size, device) if args.precision else None
+    fast = None
+    if args.precision:
+        from .inference.api import fast_path_cost
+
+        fast = fast_path_cost(model, data, args.precision, batch_size=args.batch_size, device=device)
     if args.json:
         print(json.dumps({"checkpoint": str(path), "model": meta["model"], "data": name, **result,
                           **({"fast_path": fast} if fast else {})}))
@@ -590,31 +610,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _fast_path_cost(model, data, precision: str, batch_size: int, device) -> dict:
-    """precision_agreement on the evaluation split; int8 calibrates on training images."""
-    import torch
-
-    from .export import precision_agreement, resolve_precision
-
-    resolve_precision(precision, device)  # fp16 on a CPU, int8 on a GPU: a clear error
-    calibration = None
-    if precision == "int8":
-        generator = torch.Generator(device=getattr(data, "device", torch.device("cpu")))
-        generator.manual_seed(0)
-        calibration = []
-        for x, _ in data.train_batches(min(256, batch_size), generator, device=device):
-            calibration.append(x.float().cpu())
-            if sum(len(c) for c in calibration) >= 512:
-                break
-    batches = ((x.to(device), y.to(device)) for x, y in data.eval_batches(batch_size, device=device))
-    return precision_agreement(model, batches, precision=precision, batch_size=batch_size,
-                               device=device, calibration=calibration)
-
-
 # --- experiment, reproduce (issue 4) -------------------------------------------------------
 
 
-def _add_experiment_commands(sub) -> None:
+def _add_experiment_commands(sub, full: bool = True) -> None:
+    if not full:
+        _placeholders(sub, {"reproduce": "run one experiment per lecture claim and write the report",
+                            "experiment": "run one experiment of `reproduce` and write its report"})
+        return
     scales = ["quick", "full"]
 
     def common(p, default_out: str | None) -> None:
@@ -684,14 +687,10 @@ def _name_list(text: str) -> tuple[str, ...]:
 def _report_dir(args) -> str:
     if args.out:
         return args.out
-    import time
-
     return os.path.join("reports", time.strftime("%Y%m%d-%H%M%S"))
 
 
 def _run_reproduce(args, only) -> int:
-    from pathlib import Path
-
     from .experiments.reproduce import reproduce, summary_lines
 
     out = _report_dir(args)
@@ -733,14 +732,15 @@ def _add_speed_commands(sub) -> None:
                     "throughput (median and spread of repeats after warm-up), batch-1 latency "
                     "percentiles, achieved GFLOP/s and its fraction of a bf16/fp32 matrix-product "
                     "peak measured in the same process. Inference runs the fast path "
-                    "(cnnarch.export.optimize); train times one SGD step.")
+                    "(cnnarch.inference.optimize); train times one SGD step.")
     p.add_argument("model", metavar="MODEL", help="a registered model name (see `cnnarch models`)")
     p.add_argument("--mode", choices=["infer", "train"], default="infer")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--input-size", type=_input_size, metavar="C,H,W",
                    help="input size (default: the model's native size)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "int8"], default="auto",
-                   help="auto: bf16 where the CPU/GPU has it natively, else fp32 (fp16 on old GPUs); "
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the arithmetic the timed model runs in; auto: bf16 where the CPU/GPU "
+                        "has it natively, else fp32 (fp16 on old GPUs); "
                         "int8: post-training quantisation on the CPU, always compiled (needs torchao)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile (inductor; weight freezing on the CPU)")
@@ -759,33 +759,45 @@ def _add_speed_commands(sub) -> None:
         description="Write CHECKPOINT's model as ONNX (dynamic batch, torch.export-based "
                     "exporter), run the file in onnxruntime and compare its logits with "
                     "PyTorch's. The file appears only when the check passes; a mismatch is an "
-                    "error (exit 1).")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a run folder")
+                    "error (exit 1). The graph takes normalised images; the file's metadata_props "
+                    "carry the preprocessing (cnnarch.input_size, mean, std, resize, classes).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a .pt checkpoint, a run folder, or a model name with --weights")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 18; the exporter writes 18 up to the installed onnx's)")
     p.add_argument("--json", action="store_true", help="print the verification as one JSON object")
+    _add_weights(p)
     _add_threads(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "predict", help="top-k classes for image files with a trained checkpoint",
-        description="Classify image files of any size and format PIL reads: converted to the "
-                    "model's channels, resized to its training input size, normalised with the "
-                    "checkpoint's mean and std.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a run folder")
+        description="Classify image files of any size and format PIL reads, preprocessed as "
+                    "`cnnarch eval` does (the checkpoint's stored evaluation transform: channels, "
+                    "resize and centre crop, mean and std). `cnnarch predict resnet50 cat.jpg` "
+                    "uses torchvision's published ImageNet weights (downloaded once into the "
+                    "torch hub cache, hash-checked).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a .pt checkpoint, a run folder, or a model name with published weights "
+                        "(resnet18 ... resnet152, googlenet_tv)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_weights(p)
     _add_threads(p)
     p.set_defaults(func=_cmd_predict)
 
 
-def _cmd_bench(args) -> int:
-    import json
+def _add_weights(p) -> None:
+    p.add_argument("--weights", metavar="NAME", default=None,
+                   help="with a model name: torchvision's published weights to use, e.g. "
+                        "IMAGENET1K_V1 (default: DEFAULT, torchvision's default for the model)")
 
-    from .bench import bench
+
+def _cmd_bench(args) -> int:
+    from .inference.bench import bench
 
     if args.batch < 1 or args.repeats < 1:
         raise UserError("--batch and --repeats must be >= 1")
@@ -797,39 +809,41 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def _cmd_export(args) -> int:
-    import json
+def _load_for_inference(source: str, weights: str | None, device="cpu"):
+    """(model, transform) from a checkpoint or run folder, or from a model name with its
+    published weights (``--weights``; a name that is not a path means its DEFAULT weights)."""
+    from .data.transform import EvalTransform
+    from .models import create_model, get_entry
+    from .models.pretrained import WEIGHTS, load_pretrained
 
-    from .export import ONNX_DEFAULT_OPSET, ToleranceError, check_opset, export_onnx
+    if weights is not None or (source in WEIGHTS and not Path(source).exists()):
+        no_aux = {"aux_logits": False} if "aux_logits" in get_entry(source).options else {}
+        model = load_pretrained(create_model(source, **no_aux), source, weights).to(device)
+        return model, model.eval_transform
     from .train.checkpoint import load_model
+
+    model, meta = load_model(source, device=device)
+    return model, EvalTransform.from_meta(meta)
+
+
+def _cmd_export(args) -> int:
+    from .inference.onnx_export import ONNX_DEFAULT_OPSET, check_opset, export_onnx
 
     opset = check_opset(ONNX_DEFAULT_OPSET if args.opset is None else args.opset)
     _apply_threads(args)
-    model, meta = load_model(args.checkpoint)
-    try:
-        report = export_onnx(model, args.onnx, meta["input_size"], opset=opset)
-    except ToleranceError as exc:
-        print(f"cnnarch export: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
+    model, transform = _load_for_inference(args.checkpoint, args.weights)
+    report = export_onnx(model, args.onnx, transform, opset=opset)
     print(json.dumps(report.to_dict()) if args.json else report)
     return 0
 
 
 def _cmd_predict(args) -> int:
-    import json
-
-    from .export import predict_files
-    from .train.checkpoint import load_model
+    from .inference.predict import format_predictions, predict_files
     from .train.distributed import resolve_device
 
     device = resolve_device(args.device)
     _apply_threads(args, device)
-    model, meta = load_model(args.checkpoint, device=device)
-    results = predict_files(model, meta, args.images, top_k=args.top_k, device=device)
-    if args.json:
-        print(json.dumps(results))
-        return 0
-    for r in results:
-        tops = ", ".join(f"{t['name']} {t['prob']:.3f}" for t in r["top"])
-        print(f"{r['image']}: {tops}")
+    model, transform = _load_for_inference(args.checkpoint, args.weights, device)
+    results = predict_files(model, transform, args.images, top_k=args.top_k, device=device)
+    print(json.dumps(results) if args.json else format_predictions(results))
     return 0

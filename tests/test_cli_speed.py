@@ -53,7 +53,7 @@ def test_predict_top_k_json(run_dir, images, capsys):
 
 def test_predict_matches_the_model(run_dir, images, capsys):
     """The CLI's probabilities are the model's softmax on the preprocessed image."""
-    from cnnarch.export import load_image
+    from cnnarch.inference import load_image
     from cnnarch.train.checkpoint import load_model
 
     paths, _ = images
@@ -86,10 +86,12 @@ def test_export_verifies_with_onnxruntime(run_dir, tmp_path, capsys):
 
 
 def _error(capsys, argv) -> str:
+    """The one error line (stderr may also carry the thread-count notice before it)."""
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    return err
+    lines = [line for line in capsys.readouterr().err.strip().splitlines()
+             if not line.startswith("threads: ")]
+    assert len(lines) == 1
+    return lines[0]
 
 
 def test_bad_inputs_exit_2(run_dir, images, tmp_path, capsys):
@@ -115,3 +117,40 @@ def test_checkpoint_of_unknown_model_exit_2(run_dir, tmp_path, capsys):
     assert "resnet9000" in err
     err = _error(capsys, ["export", str(bad), "--onnx", str(tmp_path / "m.onnx")])
     assert "resnet9000" in err
+
+
+def test_predict_uses_the_checkpoints_stored_transform(run_dir, images, tmp_path, capsys):
+    """predict preprocesses through meta["transform"] (what eval uses), not its own rule."""
+    from cnnarch.data.images import open_image
+    from cnnarch.data.transform import EvalTransform
+    from cnnarch.train.checkpoint import load_model
+
+    paths, _ = images
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    transform = EvalTransform((1, 8, 8), (0.3,), (0.2,), tuple("abcdefghij"), resize=10)
+    state["meta"]["transform"] = transform.to_dict()
+    changed = tmp_path / "changed.pt"
+    torch.save(state, changed)
+    model, _ = load_model(changed)
+    with torch.no_grad():
+        probs = torch.softmax(model(transform(open_image(paths[0]))[None]), 1)[0]
+    assert main(["predict", str(changed), paths[0], "--top-k", "1", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"][0]
+    assert top["name"] == "abcdefghij"[int(probs.argmax())]
+    assert top["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
+
+
+def test_export_writes_the_checkpoints_transform(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from cnnarch.data.transform import EvalTransform
+    from cnnarch.inference import read_metadata
+    from cnnarch.train.checkpoint import load_model
+
+    target = tmp_path / "digits.onnx"
+    assert main(["export", str(run_dir), "--onnx", str(target)]) == 0
+    _, meta = load_model(run_dir)
+    stored = EvalTransform.from_meta(meta)
+    written = read_metadata(target)
+    assert written["mean"] == pytest.approx(list(stored.mean))
+    assert written["std"] == pytest.approx(list(stored.std))
+    assert written["input_size"] == [1, 8, 8] and written["classes"] == list(stored.classes)
