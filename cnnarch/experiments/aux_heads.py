@@ -1,91 +1,333 @@
-"""G5: GoogLeNet's auxiliary classifiers and the gradient they add to the lower layers.
+"""G5 (GoogLeNet's auxiliary classifiers) and G2's trained part (branch ablation).
 
-googlenet_small trained twice under identical settings (same seed, data order and
-schedule): with the aux losses (main + 0.3 x (aux1 + aux2), Sec. 5) and without
-(``aux_weight = 0``; the heads exist in both runs so both start from the same weights).
-Then, on the network trained with aux heads, the gradient norm reaching the lower layers
-(conv1..3, inception 3a/3b/4a) from the main loss alone and from the combined loss,
-from one forward pass. The same at initialisation, with BN and without normalisation.
+At initialisation, every scale: googlenet_small without normalisation (GoogLeNet had no BN
+in 2014) and with BN; the gradient norm reaching the lower layers (conv1..3, inception
+3a/3b/4a) from the main loss alone and from main + 0.3 x (aux1 + aux2) (Sec. 5), one
+forward pass on real training images.
+
+Trained, where the scale trains googlenet_small (``aux_epochs`` > 0), per seed: the BN
+network trained twice under identical settings (same seed, data order, schedule), with the
+aux losses (weight 0.3) and without (weight 0; the heads exist in both runs, so both start
+from the same weights); test accuracy, curves, and after every epoch the gradient reaching
+the lower layers from the main loss and from the training loss. With ``aux_no_bn`` the same
+pair in the 2014 setting (no BN, the 0.01-std init). On the network trained with aux heads,
+each branch of each Inception module is ablated at test time (G2).
+
+Negative controls: ``aux-weight-0`` trains and measures both runs with weight 0; random
+labels leave the networks at chance (the trained parts are then inconclusive).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from .common import Progress, claim, errors, get_scale, load_data, pct, probe_batch, train_model
+from .claims import (
+    NOT_TESTED,
+    Claim,
+    Experiment,
+    Part,
+    PartResult,
+    Rule,
+    add_parts,
+    every_seed,
+    fmt_spread,
+    inconclusive,
+    not_reproduced,
+    register,
+    register_experiment,
+    reproduced,
+    spread,
+    verdict_if,
+)
+from .common import errors, pct, probe_batch
 
+AUX_WEIGHT = 0.3  # Sec. 5
 MIN_EXTRA = 1.05  # the aux losses must add at least 5 % to the lower layers' gradient norm
+LEARNED = 0.9  # test accuracy at which a googlenet_small counts as trained
+ABLATION_GAP = 0.01  # G2: the most and least costly branches differ by >= 1 point in every seed
+ABLATION_MODULES = 5  # G2: ... in at least 5 of the 9 modules
 
 
-def verdict_g5(m: dict) -> dict:
-    """The aux losses must add gradient to the lower layers (mean ratio >= MIN_EXTRA) where the
-    main loss's gradient vanishes: the network without normalisation at init, as GoogLeNet was
-    in 2014 (no BN). On the trained BN network the same ratio must hold too, but only counts
-    once that network has learned (test accuracy >= 2 x chance); otherwise the run was too
-    short to say, and the verdict rests on (a) with the trained ratio reported."""
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    none_ratio = mean(m["init_none"]["ratios"])
-    trained_ratio = mean(m["trained_with_aux"]["ratios"])
-    acc = m["final_test_acc"]
-    chance = 1.0 / m["num_classes"]
-    learned = acc["with_aux"] >= 2 * chance
-    vanishes = m["init_none"]["main_only"][0] < m["init_none"]["main_only"][-1]
-    part_a = none_ratio >= MIN_EXTRA
-    part_b = trained_ratio >= MIN_EXTRA if learned else None
-    ok = part_a and part_b is not False
-    layers = m["trained_with_aux"]["layers"]
-    rule = (f"(a) no normalisation, at init: main-loss gradient at {layers[0]} "
-            f"{m['init_none']['main_only'][0]:.3g} vs {layers[-1]} {m['init_none']['main_only'][-1]:.3g} "
-            f"({'vanishes toward the stem' if vanishes else 'does not vanish'}); "
-            f"||grad of main + 0.3 (aux1 + aux2)|| / ||grad of main|| over {', '.join(layers)}: "
-            f"mean {none_ratio:.4g} (needs >= {MIN_EXTRA:g}: {'yes' if part_a else 'no'}). "
-            f"(b) trained googlenet_small (BN): ratios "
-            f"{', '.join(f'{n} {v:.3f}' for n, v in zip(layers, m['trained_with_aux']['ratios'], strict=True))} "
-            f"(mean {trained_ratio:.3f}); test accuracy {pct(acc['with_aux'])} with aux, "
-            f"{pct(acc['without_aux'])} without; "
-            + (f"counts (learned: >= 2 x chance {pct(2 * chance)}): "
-               f"{'yes' if part_b else 'no'}" if learned else
-               f"not counted: below 2 x chance {pct(2 * chance)}, too short a run to judge (full scale trains it)")
-            + f". With BN at init the ratio is {mean(m['init_bn']['ratios']):.3f}: BN alone keeps the "
-            f"gradient from vanishing.")
-    return claim(ok, m, rule)
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
 
 
-def run(scale="quick", *, data: str = "digits", seed: int = 0, progress: Progress | None = None,
-        data_dir=None, device: str = "auto", **_) -> dict:
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def _weight(ctx) -> float:
+    return 0.0 if ctx.control == "aux-weight-0" else AUX_WEIGHT
+
+
+def _googlenet_ctx(ctx):
+    """The context with googlenet_small's recipe (its lr and warm-up) in place of the twins'."""
+    sc = dataclasses.replace(ctx.scale, lr=ctx.scale.aux_lr, warmup_epochs=ctx.scale.aux_warmup_epochs)
+    return dataclasses.replace(ctx, scale=sc, cache=ctx.cache)
+
+
+def init_gradients(ctx, seed: int) -> dict:
+    """Lower-layer gradient norms at init, no normalisation and BN, on a real batch."""
     from ..analysis.gradients import lower_layer_gradients
     from ..models import create_model
 
-    sc = get_scale(scale)
-    progress = progress or Progress(enabled=False)
-    progress.start("aux-heads (G5)")
-    ds = load_data(data, data_dir)
-    x, y = probe_batch(ds, min(sc.probe_images, 64), split="train")
-    length = (f"{sc.aux_iterations} steps" if sc.aux_iterations else f"{sc.aux_epochs} epochs")
-    runs = {}
-    for label, weight in (("with_aux", 0.3), ("without_aux", 0.0)):
-        progress.say(f"training googlenet_small {label.replace('_', ' ')} ({length}, batch "
-                     f"{sc.aux_batch_size}) on {data}")
-        model, history = train_model("googlenet_small", sc, data=data, seed=seed,
-                                     epochs=sc.aux_epochs, iterations=sc.aux_iterations,
-                                     batch_size=sc.aux_batch_size, aux_weight=weight,
-                                     data_dir=data_dir, device=device)
-        runs[label] = {"model": model, "history": history}
-        progress.advance(1)
-    progress.say("lower-layer gradient norms, main loss vs main + aux")
-    trained = lower_layer_gradients(runs["with_aux"]["model"], x, y, seed=seed)
-
-    def fresh(norm):
+    ds = ctx.dataset()
+    x, y = probe_batch(ds, min(ctx.scale.probe_images, 64), split="train")
+    out = {}
+    for norm in ("none", "bn"):
         torch.manual_seed(seed)
-        return create_model("googlenet_small", in_chans=ds.in_chans, num_classes=ds.num_classes, norm=norm)
+        net = create_model("googlenet_small", in_chans=ds.in_chans, num_classes=ds.num_classes, norm=norm)
+        out[norm] = lower_layer_gradients(net, x, y, aux_weight=_weight(ctx), seed=seed).to_dict()
+    return out
 
-    init_bn = lower_layer_gradients(fresh("bn"), x, y, seed=seed)
-    init_none = lower_layer_gradients(fresh("none"), x, y, seed=seed)
-    m = {"trained_with_aux": trained.to_dict(), "init_bn": init_bn.to_dict(),
-         "init_none": init_none.to_dict(),
-         "num_classes": ds.num_classes,
-         "final_test_acc": {k: r["history"][-1]["test_acc"] for k, r in runs.items()},
-         "final_train_acc": {k: r["history"][-1]["train_acc"] for k, r in runs.items()},
-         "training": length}
-    return {"claims": {"G5": verdict_g5(m)},
-            "data": {"curves": {k: errors(r["history"]) for k, r in runs.items()}}}
+
+def train_pair(ctx, seed: int, norm: str) -> dict:
+    """googlenet_small with aux weight 0.3 and 0 (``norm``), per-epoch lower-layer gradients."""
+    from ..analysis.gradients import lower_layer_gradients
+
+    sc = ctx.scale
+    gctx = _googlenet_ctx(ctx)
+    ds = ctx.dataset()
+    x, y = probe_batch(ds, min(sc.probe_images, 64), split="train")
+    runs = {}
+    for label, weight in (("with_aux", _weight(ctx)), ("without_aux", 0.0)):
+        def on_epoch(net, _record, weight=weight):
+            device = next(net.parameters()).device  # the model must stay where it is
+            g = lower_layer_gradients(net, x.to(device), y.to(device), aux_weight=weight, seed=seed)
+            return {"main_only": list(g.main_only), "with_aux": list(g.with_aux)}
+
+        ctx.progress.say(f"training googlenet_small ({norm}) {label.replace('_', ' ')}, seed {seed}, "
+                         f"{sc.aux_iterations or sc.aux_epochs} {'steps' if sc.aux_iterations else 'epochs'}")
+        run = gctx.train("googlenet_small", seed=seed, tag=f"googlenet_small-{norm}-{label}",
+                         model_kwargs={"norm": norm}, on_epoch=on_epoch, epochs=sc.aux_epochs,
+                         iterations=sc.aux_iterations, batch_size=sc.aux_batch_size, aux_weight=weight)
+        last = run.history[-1]
+        ctx.progress.say(f"  test accuracy {pct(last['test_acc'])}")
+        runs[label] = {"model": run.model, "history": run.history,
+                       "gradients": [run.extras[e] for e in sorted(run.extras)],
+                       "test_acc": last["test_acc"], "train_acc": last["train_acc"]}
+    return runs
+
+
+def run(ctx) -> dict:
+    from ..analysis.ablation import branch_ablation, branch_responses
+
+    sc = ctx.scale
+    ctx.progress.start("aux-heads (G5, G2 trained)")
+    ds = ctx.dataset()
+    xt, yt = probe_batch(ds, len(ds.test_labels), split="test")
+    g5 = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "aux_weight": _weight(ctx),
+          "init": [init_gradients(ctx, s) for s in ctx.seeds]}
+    g2 = {"seeds": list(ctx.seeds)}
+    curves: dict = {}
+    if sc.aux_epochs or sc.aux_iterations:
+        settings = ("bn", "none") if sc.aux_no_bn else ("bn",)
+        for norm in settings:
+            trained = {s: train_pair(ctx, s, norm) for s in ctx.seeds}
+            g5[f"trained_{norm}"] = {
+                label: {"test_acc": [trained[s][label]["test_acc"] for s in ctx.seeds],
+                        "train_acc": [trained[s][label]["train_acc"] for s in ctx.seeds],
+                        "gradients": [trained[s][label]["gradients"] for s in ctx.seeds]}
+                for label in ("with_aux", "without_aux")}
+            curves[norm] = {str(s): {k: errors(r["history"]) for k, r in trained[s].items()}
+                            for s in ctx.seeds}
+            if norm == "bn":
+                ctx.progress.say("G2: ablating each branch of each Inception module")
+                nets = [trained[s]["with_aux"]["model"] for s in ctx.seeds]
+                g2["ablation"] = [branch_ablation(n, xt, yt).to_dict() for n in nets]
+                g2["responses"] = [branch_responses(n, xt) for n in nets]
+    return {"measurements": {"G5": g5, "G2": g2}, "data": {"curves": curves}}
+
+
+# --- judging -----------------------------------------------------------------------------------
+
+
+def _layers(m: dict) -> list[str]:
+    return list(m["init"][0]["none"]["layers"])
+
+
+def judge_init(m: dict) -> PartResult:
+    """(init) No normalisation, at init: the aux losses add >= 5 % in every seed."""
+    ratios = [_mean(s["none"]["ratios"]) for s in m["init"]]
+    bn = [_mean(s["bn"]["ratios"]) for s in m["init"]]
+    layers = _layers(m)
+    stem = [s["none"]["main_only"][0] for s in m["init"]]
+    top = [s["none"]["main_only"][-1] for s in m["init"]]
+    ok = every_seed(ratios, lambda r: r >= MIN_EXTRA)
+    return verdict_if(ok, f"no normalisation, at init: main-loss gradient at {layers[0]} "
+                          f"{fmt_spread(stem)} vs {layers[-1]} {fmt_spread(top)}; "
+                          f"||grad(main + aux)|| / ||grad(main)|| over {', '.join(layers)}: mean "
+                          f"{fmt_spread(ratios, lambda r: f'{r:.4g}')} (needs >= {MIN_EXTRA:g} in every "
+                          f"seed: {'yes' if ok else 'no'}); with BN at init: "
+                          f"{fmt_spread(bn, lambda r: f'{r:.3f}')}",
+                      ratio_none=ratios, ratio_bn=bn)
+
+
+def _trained(m: dict, norm: str = "bn") -> dict | None:
+    return m.get(f"trained_{norm}")
+
+
+def _not_trained(m: dict, norm: str = "bn") -> PartResult | None:
+    if _trained(m, norm) is None:
+        what = "the 2014 setting (no BN)" if norm == "none" else "googlenet_small"
+        return PartResult(NOT_TESTED, f"{what} is not trained at this scale")
+    return None
+
+
+def _learned(accs, chance: float) -> bool:
+    return min(accs) >= max(LEARNED, 2 * chance) if chance < 0.5 else min(accs) >= LEARNED
+
+
+def judge_trained_gradient(m: dict) -> PartResult:
+    """(trained-gradient) During training of the BN net, the aux losses add >= 5 % to the
+    lower layers' gradient, mean over epochs and layers, in every seed, once it learned."""
+    skip = _not_trained(m)
+    if skip:
+        return skip
+    t = _trained(m)["with_aux"]
+    chance = 1.0 / m["num_classes"]
+    ratios = [_mean(_mean(a / b if b > 0 else float("inf") for a, b in zip(e["with_aux"], e["main_only"], strict=True))
+                    for e in per_epoch) for per_epoch in t["gradients"]]
+    text = (f"||grad(main + aux)|| / ||grad(main)|| at the lower layers, mean over epochs: "
+            f"{fmt_spread(ratios, lambda r: f'{r:.3f}')}; test accuracy with aux {fmt_spread(t['test_acc'], pct)}")
+    if not _learned(t["test_acc"], chance):
+        return inconclusive(f"the network did not learn (test accuracy below {pct(LEARNED)}): {text}",
+                            ratios=ratios)
+    ok = every_seed(ratios, lambda r: r >= MIN_EXTRA)
+    return verdict_if(ok, f"{text} (needs >= {MIN_EXTRA:g} in every seed: {'yes' if ok else 'no'})",
+                      ratios=ratios)
+
+
+def compare_accuracy(m: dict, norm: str) -> PartResult:
+    """With aux heads above without, beyond the seed spread: reproduced; below beyond it: not
+    reproduced; within it: inconclusive (no measurable effect)."""
+    skip = _not_trained(m, norm)
+    if skip:
+        return skip
+    t = _trained(m, norm)
+    w, wo = t["with_aux"]["test_acc"], t["without_aux"]["test_acc"]
+    chance = 1.0 / m["num_classes"]
+    gaps = [a - b for a, b in zip(w, wo, strict=True)]
+    width = max(max(w) - min(w), max(wo) - min(wo))
+    gap = _mean(w) - _mean(wo)
+    text = (f"test accuracy with aux {fmt_spread(w, pct)} vs without {fmt_spread(wo, pct)}, "
+            f"mean gap {100 * gap:+.2f} points, seed spread {100 * width:.2f} points (paper, ImageNet: "
+            f"about +0.5)")
+    if not (_learned(w, chance) or _learned(wo, chance)):
+        return inconclusive(f"neither network learned in the budget: {text}", gaps=gaps)
+    if len(w) < 2:
+        return inconclusive(f"one seed, no spread to compare against: {text}", gaps=gaps)
+    if all(g > 0 for g in gaps) and gap > width:
+        return reproduced(f"{text}: the aux heads help beyond the spread", gaps=gaps)
+    if all(g < 0 for g in gaps) and -gap > width:
+        return not_reproduced(f"{text}: the aux heads hurt beyond the spread", gaps=gaps)
+    finding = " with BN the aux heads are not needed" if norm == "bn" else ""
+    return inconclusive(f"{text}: no difference beyond the seed spread;{finding}", gaps=gaps)
+
+
+def judge_branches(m: dict) -> PartResult:
+    """(G2 trained) The branches are not interchangeable: in >= 5 of 9 modules, the most costly
+    branch's accuracy drop exceeds the least costly one's by >= 1 point in every seed."""
+    if "ablation" not in m:
+        return PartResult(NOT_TESTED, "googlenet_small is not trained at this scale")
+    abl = m["ablation"]
+    base = [a["base_acc"] for a in abl]
+    if min(base) < LEARNED:
+        return inconclusive(f"the network did not learn (test accuracy {fmt_spread(base, pct)} < "
+                            f"{pct(LEARNED)}): nothing to ablate", base_acc=base)
+    if len(abl) < 2:
+        return inconclusive("one seed: no seed spread to compare the branches against", base_acc=base)
+    modules = list(abl[0]["drop"])
+    differ, summary = [], []
+    for key in modules:
+        mean_drop = {b: _mean(a["drop"][key][b] for a in abl) for b in abl[0]["drop"][key]}
+        hi, lo = max(mean_drop, key=mean_drop.get), min(mean_drop, key=mean_drop.get)
+        margin = min(a["drop"][key][hi] for a in abl) - max(a["drop"][key][lo] for a in abl)
+        if margin >= ABLATION_GAP:
+            differ.append(key)
+        summary.append(f"{key}: {hi} {100 * mean_drop[hi]:.1f} vs {lo} {100 * mean_drop[lo]:.1f}")
+    ok = len(differ) >= ABLATION_MODULES
+    return verdict_if(ok, f"accuracy drop (points, mean over seeds) of the most vs least costly branch: "
+                          f"{'; '.join(summary)}; apart beyond every seed by >= {100 * ABLATION_GAP:g} "
+                          f"point in {len(differ)}/{len(modules)} modules (needs >= {ABLATION_MODULES})",
+                      differ=differ)
+
+
+def _draw(measured: dict, data: dict, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = data.get("aux-heads", {}).get("curves", {}).get("bn", {})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    for seed, runs in curves.items():
+        for label, color in (("with_aux", "tab:green"), ("without_aux", "tab:gray")):
+            err = runs[label]["test_error"]
+            ax.plot(range(1, len(err) + 1), [100 * e for e in err], color=color, lw=1,
+                    label=f"{label.replace('_', ' ')}" if seed == next(iter(curves)) else None)
+    ax.set(xlabel="epoch", ylabel="test error (%)", title="googlenet_small (BN), one line per seed")
+    if curves:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "not trained at this scale", ha="center", transform=ax.transAxes)
+    ax = axes[1]
+    layers = _layers(measured)
+    pos = range(len(layers))
+    none = [_mean(s["none"]["ratios"][i] for s in measured["init"]) for i in pos]
+    bn = [_mean(s["bn"]["ratios"][i] for s in measured["init"]) for i in pos]
+    ax.bar([p - 0.2 for p in pos], none, 0.4, color="tab:green", label="no BN, init")
+    ax.bar([p + 0.2 for p in pos], bn, 0.4, color="tab:blue", label="BN, init")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(list(pos), layers, rotation=30, fontsize=8)
+    ax.set(ylabel="||grad(main+aux)|| / ||grad(main)||", title="extra gradient from the aux losses")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+register(Claim(
+    "G5", "Auxiliary classifiers on 4a and 4d inject extra gradient into the lower layers; their "
+          "losses (weight 0.3) are added in training and dropped at inference.",
+    "aux-heads",
+    (Part("init-gradient", Rule(1, f"no normalisation, at init: the aux losses add >= "
+                                   f"{100 * (MIN_EXTRA - 1):.0f} % to the lower layers' gradient norm "
+                                   f"(mean over conv1..inception4a) in every seed", judge_init)),
+     Part("trained-gradient", Rule(1, f"trained googlenet_small (BN), after every epoch: the aux losses "
+                                      f"add >= {100 * (MIN_EXTRA - 1):.0f} % to the lower layers' gradient "
+                                      f"(mean over epochs and layers) in every seed; counted once it "
+                                      f"learned (test accuracy >= {pct(LEARNED)})",
+                                   judge_trained_gradient), trained=True),
+     Part("trained-accuracy", Rule(1, "BN: test accuracy with aux heads above without, in every seed "
+                                      "and beyond the seed spread (the opposite: not reproduced; inside "
+                                      "the spread: inconclusive)",
+                                   lambda m: compare_accuracy(m, "bn")), trained=True),
+     Part("accuracy-2014", Rule(1, "the 2014 setting (no BN, 0.01-std init): the same comparison; "
+                                   "inconclusive when neither network learns",
+                                lambda m: compare_accuracy(m, "none")), trained=True)),
+    figure="g5_aux_heads.png",
+    caption="Left: test error of googlenet_small with and without the aux losses, one line per "
+            "seed; look for whether the green lines sit below the grey ones. Right: how much the aux "
+            "losses add to the gradient reaching each lower layer at init; look for the tall green "
+            "bars (no BN) against bars at 1 (BN).",
+    controls=("aux-weight-0", "random-labels"), draw=_draw))
+
+add_parts("G2", Part("trained-ablation", Rule(1, f"trained googlenet_small: zeroing one branch of one "
+                                                 f"module at test time; in >= {ABLATION_MODULES} of 9 "
+                                                 f"modules the most costly branch's accuracy drop exceeds "
+                                                 f"the least costly one's by >= {100 * ABLATION_GAP:g} point "
+                                                 f"in every seed (>= 2 seeds)", judge_branches),
+                     trained=True, experiment="aux-heads"))
+
+register_experiment(Experiment("aux-heads", run, ("G5", "G2"), order=50,
+                               summary="G5 and G2 trained: googlenet_small with and without aux "
+                                       "heads, branch ablation"))
+
+__all__ = ["compare_accuracy", "judge_branches", "judge_init", "judge_trained_gradient", "run",
+           "spread"]

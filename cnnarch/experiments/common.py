@@ -54,6 +54,12 @@ class Scale:
     aux_epochs: int = 3  # GoogLeNet with / without aux heads
     aux_iterations: int = 0  # > 0: that many optimizer steps instead of aux_epochs
     aux_batch_size: int = 64
+    aux_lr: float = 0.05  # googlenet_small's peak lr (SGD, momentum 0.9, cosine)
+    aux_warmup_epochs: float = 0.5
+    aux_no_bn: bool = False  # also train the 2014 setting (no BN, the 0.01-std init) for G5
+    lesion_max_removed: int = 6  # B2: up to this many blocks deleted at once
+    lesion_subsets: int = 4  # B2: random sets of blocks per count
+    preact_trained: bool = False  # B1: train preact-20 shortcut variants and preact-56
     probe_images: int = 256  # images for the gradient / response / ratio probes
     jacobian_blocks: int = 6  # identity blocks per model whose Jacobian is measured
     timing_repeats: int = 5
@@ -66,17 +72,20 @@ class Scale:
 SCALES = {
     # quick: the paper's lr 0.1 at batch 128, scaled linearly to batch 64 (more steps in the
     # budget); 15 epochs = 330 steps, enough for ResNet-56 to converge on digits (10 were not:
-    # it ended at 11 % training error). googlenet_small costs ~12x a ResNet-56 per image, so
-    # the aux-heads run is 20 steps: enough to measure gradients, not to train it.
+    # it ended at 11 % training error). googlenet_small costs ~12x a ResNet-56 per image and
+    # needs 3 epochs (~80 s per run on one idle core) to reach 97 %: quick measures G5 at
+    # init only (aux_epochs 0), the trained parts run at the larger scales.
     "quick": Scale("quick", depths=(20, 56), epochs=15, batch_size=64, lr=0.05, weight_decay=1e-4,
-                   schedule="cosine", warmup_epochs=1.0, aux_epochs=1, aux_iterations=20, aux_batch_size=32,
+                   schedule="cosine", warmup_epochs=1.0, aux_epochs=0, aux_iterations=0, aux_batch_size=64,
                    probe_images=256, jacobian_blocks=4, timing_repeats=3, seeds=3),
     # The paper's CIFAR recipe (Sec. 4.2): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr / 10 at
     # 32k and 48k iterations, stop at 64k (~164 epochs on 50k images).
     "full": Scale("full", depths=(20, 32, 44, 56, 110), epochs=164, batch_size=128, lr=0.1,
                   weight_decay=1e-4, schedule="step", milestones=(32000, 48000),
                   milestone_unit="iteration", iterations=64000, warmup_epochs=0.0,
-                  aux_epochs=164, aux_iterations=64000, aux_batch_size=128, probe_images=1000, jacobian_blocks=12,
+                  aux_epochs=164, aux_iterations=64000, aux_batch_size=128, aux_lr=0.1, aux_warmup_epochs=0.0,
+                  aux_no_bn=True, lesion_max_removed=20, lesion_subsets=20,
+                  preact_trained=True, probe_images=1000, jacobian_blocks=12,
                   timing_repeats=10, precision="auto", seeds=1, run_folders=True),
 }
 
