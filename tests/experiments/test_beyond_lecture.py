@@ -1,0 +1,166 @@
+"""G5, G2 (trained), B1 and B2: their rules on both sides, and the negative controls under which
+each rule must not say "reproduced" (aux weight 0, networks that learned nothing, plain nets in
+the ResNet's place, branches made identical, a non-identity shortcut in the identity's place)."""
+
+import pytest
+import torch
+
+from cnnarch.experiments import aux_heads, identity_mappings, lesions
+from cnnarch.experiments.claims import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    REPRODUCED,
+    get_claim,
+    judge_claim,
+)
+from cnnarch.experiments.common import Scale
+from cnnarch.experiments.context import Context
+
+TINY = Scale("tiny", depths=(20,), epochs=1, batch_size=32, lr=0.05, weight_decay=1e-4,
+             schedule="cosine", warmup_epochs=0.0, aux_epochs=1, aux_iterations=2, aux_batch_size=16,
+             probe_images=16, jacobian_blocks=1, timing_repeats=1, seeds=2, lesion_max_removed=2,
+             lesion_subsets=2)
+RANDOM = "synthetic:1x8x8:4:64"
+
+
+# --- G5 ------------------------------------------------------------------------------------------
+
+
+def test_g5_init_rule_fails_with_aux_weight_0():
+    ok = Context(TINY, data=RANDOM, seeds=(0,), device="cpu")
+    ctl = Context(TINY, data=RANDOM, seeds=(0,), device="cpu", control="aux-weight-0")
+    m = {"init": [aux_heads.init_gradients(ok, 0)]}
+    assert aux_heads.judge_init(m).verdict == REPRODUCED  # no BN: the main loss's gradient vanishes
+    m0 = {"init": [aux_heads.init_gradients(ctl, 0)]}
+    assert aux_heads.judge_init(m0).verdict == NOT_REPRODUCED
+    assert all(r == 1.0 for r in m0["init"][0]["none"]["ratios"])
+
+
+def _trained(with_acc, without_acc, ratio=1.2):
+    grads = [[{"main_only": [1.0, 1.0], "with_aux": [ratio, ratio]}] for _ in with_acc]
+    side = lambda acc: {"test_acc": acc, "train_acc": acc, "gradients": grads}  # noqa: E731
+    return {"with_aux": side(with_acc), "without_aux": side(without_acc)}
+
+
+def test_g5_trained_rules_both_sides_and_controls():
+    m = {"num_classes": 10, "trained_bn": _trained([0.99, 0.985, 0.99], [0.97, 0.968, 0.972])}
+    assert aux_heads.compare_accuracy(m, "bn").verdict == REPRODUCED
+    assert aux_heads.judge_trained_gradient(m).verdict == REPRODUCED
+    same = {"num_classes": 10, "trained_bn": _trained([0.98, 0.975, 0.982], [0.979, 0.978, 0.98])}
+    assert aux_heads.compare_accuracy(same, "bn").verdict == INCONCLUSIVE  # inside the spread
+    worse = {"num_classes": 10, "trained_bn": _trained([0.95, 0.951, 0.95], [0.98, 0.98, 0.981])}
+    assert aux_heads.compare_accuracy(worse, "bn").verdict == NOT_REPRODUCED
+    # aux weight 0: identical runs, ratio 1
+    zero = {"num_classes": 10, "trained_bn": _trained([0.98] * 3, [0.98] * 3, ratio=1.0)}
+    assert aux_heads.compare_accuracy(zero, "bn").verdict == INCONCLUSIVE
+    assert aux_heads.judge_trained_gradient(zero).verdict == NOT_REPRODUCED
+    # random labels: nothing learned
+    chance = {"num_classes": 10, "trained_bn": _trained([0.11, 0.1, 0.09], [0.1] * 3, ratio=1.3)}
+    assert aux_heads.compare_accuracy(chance, "bn").verdict == INCONCLUSIVE
+    assert aux_heads.judge_trained_gradient(chance).verdict == INCONCLUSIVE
+    assert aux_heads.compare_accuracy({"num_classes": 10}, "none").verdict == NOT_TESTED
+
+
+@pytest.mark.slow  # trains googlenet_small 2 steps x 2 runs x 2 seeds, twice
+def test_g5_g2_b2_experiments_under_controls():
+    for control in ("", "aux-weight-0"):
+        ctx = Context(TINY, data=RANDOM, seeds=(0, 1), device="cpu", control=control)
+        m = aux_heads.run(ctx)["measurements"]
+        g5 = judge_claim(get_claim("G5"), m["G5"], "tiny")
+        assert g5["verdict"] != REPRODUCED
+        assert aux_heads.judge_branches(m["G2"]).verdict == INCONCLUSIVE  # random labels
+        b2 = judge_claim(get_claim("B2"), lesions.run(ctx)["measurements"]["B2"], "tiny")
+        assert b2["verdict"] == INCONCLUSIVE
+
+
+# --- G2 (trained) ----------------------------------------------------------------------------------
+
+
+def _ablation(drops_per_seed, base=0.98):
+    modules = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
+    return {"ablation": [{"base_acc": base, "drop": {k: dict(zip(("1x1", "3x3", "5x5", "pool"), d, strict=True))
+                                                    for k in modules}} for d in drops_per_seed]}
+
+
+def test_g2_branch_rule_and_its_controls():
+    distinct = _ablation([(0.05, 0.3, 0.01, 0.02), (0.06, 0.25, 0.0, 0.02), (0.04, 0.35, 0.01, 0.03)])
+    assert aux_heads.judge_branches(distinct).verdict == REPRODUCED
+    identical = _ablation([(0.05,) * 4, (0.06,) * 4, (0.04,) * 4])  # branches made identical
+    assert aux_heads.judge_branches(identical).verdict == NOT_REPRODUCED
+    overlap = _ablation([(0.05, 0.08, 0.02, 0.0), (0.0, 0.02, 0.06, 0.05), (0.03, 0.0, 0.01, 0.04)])
+    assert aux_heads.judge_branches(overlap).verdict == NOT_REPRODUCED  # seed noise only
+    untrained = _ablation([(0.0,) * 4] * 3, base=0.1)
+    assert aux_heads.judge_branches(untrained).verdict == INCONCLUSIVE
+    assert aux_heads.judge_branches(_ablation([(0.05, 0.3, 0.01, 0.02)])).verdict == INCONCLUSIVE
+    assert aux_heads.judge_branches({"seeds": [0]}).verdict == NOT_TESTED
+
+
+# --- B2 -------------------------------------------------------------------------------------------
+
+
+def _lesion(base, single, by_count):
+    idx = list(range(len(single)))
+    return {"base_error": base, "removable": idx, "single": {str(i): e for i, e in zip(idx, single, strict=True)},
+            "by_count": {str(k): e for k, e in enumerate(by_count)}, "subsets": 2}
+
+
+RES = _lesion(0.03, [0.04, 0.05, 0.03, 0.06, 0.035], [0.03, 0.045, 0.07, 0.1])
+PLAIN = _lesion(0.05, [0.88, 0.9, 0.85, 0.89, 0.9], [0.05, 0.89, 0.9, 0.9])
+
+
+def test_b2_rules_and_the_plain_twin_control():
+    m = {"depth": 56, "num_classes": 10, "resnet": [RES] * 3, "plain": [PLAIN] * 3}
+    assert lesions.judge_single(m).verdict == REPRODUCED
+    assert lesions.judge_smooth(m).verdict == REPRODUCED
+    swapped = {"depth": 56, "num_classes": 10, "resnet": [PLAIN] * 3, "plain": [PLAIN] * 3}  # plain-twins
+    assert lesions.judge_single(swapped).verdict == NOT_REPRODUCED
+    assert lesions.judge_smooth(swapped).verdict == NOT_REPRODUCED
+    plain_unlearned = {"depth": 56, "num_classes": 10, "resnet": [RES] * 3,
+                       "plain": [_lesion(0.8, [0.9] * 5, [0.8, 0.9])] * 3}
+    assert lesions.judge_single(plain_unlearned).verdict == INCONCLUSIVE
+
+
+def test_b2_untrained_networks_are_inconclusive():
+    from cnnarch.analysis.lesions import lesion_study
+    from cnnarch.data import load_dataset
+    from cnnarch.experiments.common import probe_batch
+    from cnnarch.models import create_model
+
+    ds = load_dataset("digits")
+    x, y = probe_batch(ds, 120, split="test")
+    torch.manual_seed(0)
+    runs = {k: lesion_study(create_model(f"{k}20", in_chans=1), x, y, max_removed=1, subsets=1).to_dict()
+            for k in ("resnet", "plain")}
+    m = {"depth": 20, "num_classes": 10, "resnet": [runs["resnet"]], "plain": [runs["plain"]]}
+    assert judge_claim(get_claim("B2"), m, "tiny")["verdict"] == INCONCLUSIVE
+
+
+# --- B1 -------------------------------------------------------------------------------------------
+
+
+def test_b1_jacobian_rule_on_real_blocks_and_its_control():
+    from cnnarch.data import load_dataset
+
+    ds = load_dataset("digits")
+    x = ds.normalize(ds.train_images[:16])
+    gaps = {}
+    for name, kw in (("preact_resnet56", {}), ("resnet56", {}),
+                     ("preact_resnet20_scale", {"identity_shortcut": "scale"})):
+        _, net = identity_mappings._init(name.removesuffix("_scale").replace("56", "20"), ds, x, 0, **kw)
+        from cnnarch.analysis.identity_mappings import block_jacobian_gaps
+
+        gaps[name] = block_jacobian_gaps(net, x[:2], max_blocks=2, probes=2)
+    assert identity_mappings.judge_jacobian({"gaps": [gaps]}).verdict == REPRODUCED
+    control = dict(gaps, preact_resnet56=gaps["preact_resnet20_scale"])  # not an identity shortcut
+    assert identity_mappings.judge_jacobian({"gaps": [control]}).verdict == NOT_REPRODUCED
+
+
+def test_b1_shortcut_ablation_rule():
+    worse = {"ablation": {"identity": [0.01, 0.012, 0.011], "scale": [0.2, 0.25, 0.22], "conv": [0.05, 0.06, 0.055]}}
+    assert identity_mappings.judge_ablation(worse).verdict == REPRODUCED
+    equal = {"ablation": {"identity": [0.01, 0.02, 0.015], "scale": [0.012, 0.018, 0.02], "conv": [0.05, 0.06, 0.055]}}
+    assert identity_mappings.judge_ablation(equal).verdict == INCONCLUSIVE
+    unlearned = {"ablation": {k: [0.9, 0.88, 0.9] for k in ("identity", "scale", "conv")}}  # random labels
+    assert identity_mappings.judge_ablation(unlearned).verdict == INCONCLUSIVE
+    assert identity_mappings.judge_ablation({"ablation": None}).verdict == NOT_TESTED
