@@ -160,7 +160,24 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             or any(k not in meta for k in ("model", "num_classes", "in_chans"))):
         raise UserError(f"{p} is an incomplete cnnarch checkpoint "
                         f"({', '.join(missing) or 'model weights or meta'} missing or damaged)")
+    _check_meta(meta, p)
     return state
+
+
+def _check_meta(meta: dict, p: Path) -> None:
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000
+
+    bad = [k for k in ("num_classes", "in_chans") if not count(meta[k])]
+    size = meta.get("input_size")
+    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 3
+                                 and all(count(v) for v in size)):
+        bad.append("input_size")
+    if not isinstance(meta["model"], str):
+        bad.append("model")
+    if bad:
+        raise UserError(f"{p} is a damaged cnnarch checkpoint (meta {', '.join(bad)}: "
+                        f"{', '.join(repr(meta.get(k)) for k in bad)})")
 
 
 def check_zip_sizes(path: Path) -> None:
@@ -281,16 +298,36 @@ class RunLock:
             os.close(fd)
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            try:
-                holder = self.path.read_text().strip() or "unknown"
-            except OSError:
-                holder = "unknown"
-            raise UserError(f"run folder {self.path.parent} is in use by another process "
-                            f"(pid {holder}); wait for it to finish or choose another --out") from None
+            raise self._in_use() from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
         return self
+
+    def _in_use(self) -> UserError:
+        try:
+            holder = self.path.read_text().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        return UserError(f"run folder {self.path.parent} is in use by another process "
+                         f"(pid {holder}); wait for it to finish or choose another --out")
+
+    def check_free(self) -> None:
+        """Raise the same UserError as ``acquire`` when another process holds the lock."""
+        import fcntl
+
+        if not self.path.is_file() or self.path.is_symlink():
+            return
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a probe: nothing is written
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise self._in_use() from None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self.fd is not None:

@@ -248,6 +248,8 @@ def _train(config: TrainConfig, stack: contextlib.ExitStack, on_epoch_end, annou
         if stop.requested:
             raise _interrupted(s, stop)
         end_epoch(s, record, bar, on_epoch_end)
+    if stop.requested:  # arrived during the last epoch's evaluation or checkpoint: not swallowed
+        raise _interrupted(s, stop)
     if s.run is not None and s.history:  # every rank evaluates: it all-reduces
         final = evaluate(s.model, s.data, device=device, speed=s.speed)
         s.run.write({"type": "final", "epoch": len(s.history), "step": s.step,
@@ -347,9 +349,8 @@ def restore(s: Session, state: dict, path: Path) -> list[str]:
     """Load a checkpoint into the session after checking the resume rule (train/resume.py);
     -> the notices saying what the resume does."""
     saved = state["meta"]
-    if saved["model"] != s.cfg.model or saved.get("model_kwargs", {}) != s.cfg.model_kwargs:
-        raise UserError(f"checkpoint {path} is for {saved['model']} {saved.get('model_kwargs', {})}, "
-                        f"not {s.cfg.model} {s.cfg.model_kwargs}")
+    if saved["model"] != s.cfg.model:
+        raise UserError(f"checkpoint {path} is for {saved['model']}, not {s.cfg.model}")
     if saved["num_classes"] != s.data.num_classes or saved["in_chans"] != s.data.in_chans:
         raise UserError(f"checkpoint {path} was trained on {saved.get('dataset')}, which does not "
                         f"fit {s.cfg.data}")
@@ -360,6 +361,9 @@ def restore(s: Session, state: dict, path: Path) -> list[str]:
         raise UserError(f"checkpoint {path} holds a config this cnnarch cannot read: {exc}") from None
     notices = resume_notices(before, s.cfg, done_steps=step, done_epochs=epoch,
                              steps_per_epoch=s.steps_per_epoch)
+    if saved.get("model_kwargs", {}) != before.model_kwargs:
+        raise UserError(f"checkpoint {path} is damaged: its model options {saved.get('model_kwargs')} "
+                        f"disagree with its config's {before.model_kwargs}")
     try:
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])

@@ -17,6 +17,7 @@ never rewritten away.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ..errors import UserError
@@ -24,7 +25,24 @@ from .checkpoint import RunLock, atomic_write_text, save_checkpoint, storage_err
 from .config import TOML_HEADER, TrainConfig, to_toml
 from .logging import MetricsFile, TensorBoard, read_metrics
 
-PLACEHOLDERS = {".lock", "checkpoints", "tensorboard"}  # made before anything is written
+PLACEHOLDERS = {".lock": False, "checkpoints": True, "tensorboard": True}  # name: is a folder
+
+
+def _temporary(entry: Path, names) -> bool:
+    """One of our own half-written files: ``.NAME.XXXXXXXX.tmp`` (tempfile.mkstemp's pattern)."""
+    return entry.is_file() and not entry.is_symlink() and any(
+        re.fullmatch(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}\.tmp", entry.name) for n in names)
+
+
+def _placeholder(entry: Path) -> bool:
+    """What a run leaves before its first whole file: the lock, our temporaries, folders of them."""
+    if _temporary(entry, OUR_TEMPORARIES["."]):
+        return True
+    if entry.name not in PLACEHOLDERS or entry.is_symlink():
+        return False
+    if PLACEHOLDERS[entry.name]:
+        return entry.is_dir() and all(_temporary(e, OUR_TEMPORARIES["checkpoints"]) for e in entry.iterdir())
+    return entry.is_file()
 OUR_TEMPORARIES = {".": ("config.toml", "metrics.jsonl"), "checkpoints": ("last.pt", "best.pt")}
 
 
@@ -45,11 +63,12 @@ def check_out(path: Path, *, resuming: bool) -> None:
         return
     if not path.is_dir():
         raise UserError(f"--out {path} exists and is not a folder")
-    if all(e.name in PLACEHOLDERS for e in path.iterdir()):
-        return  # empty, or only what a run starting here creates first (e.g. its lock)
+    if all(_placeholder(e) for e in path.iterdir()):
+        return  # empty, or only what a run starting here creates first (its lock, empty folders)
     if not is_run_folder(path):
         raise UserError(f"--out {path} is a folder that is not empty and not a cnnarch run folder; "
                         "choose a new or empty folder (nothing was written)")
+    RunLock(path).check_free()  # "in use by another process" says more than what follows
     if not resuming and (path / "checkpoints" / "last.pt").exists():
         raise UserError(f"run folder {path} already holds a run; continue it with --resume {path} "
                         "or choose another --out")
@@ -85,7 +104,7 @@ class RunFolder:
             folder = self.path / sub
             for name in names:
                 for tmp in folder.glob(f".{name}.*.tmp"):
-                    if tmp.is_file() and not tmp.is_symlink():  # half-written by a killed run
+                    if _temporary(tmp, (name,)):  # half-written by a killed run
                         tmp.unlink(missing_ok=True)
 
     def _keep_later_records(self, epochs_kept: int) -> list[str]:

@@ -62,9 +62,9 @@ def bounded(monkeypatch, sandbox, reliability_log):
     """Cap training, stub the exporter/benchmark timing, memoise complexity, cut the network."""
     import importlib
 
-    import cnnarch.bench as bench_mod
     import cnnarch.data.archives as archives
-    import cnnarch.export as export_mod
+    import cnnarch.inference.bench as bench_mod
+    import cnnarch.inference.onnx_export as export_mod
     import cnnarch.train as train_pkg
 
     real_train = train_pkg.train

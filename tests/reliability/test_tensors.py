@@ -100,10 +100,10 @@ def test_predict_bad_image_files(tiny_run, tmp_path, cli, user_error, reliabilit
 
 def _damaged_checkpoint(tiny_run, tmp_path, how: str):
     state = torch.load(tiny_run / "checkpoints" / "last.pt", weights_only=True)
-    if how == "std-zero":
-        state["meta"]["std"] = [0.0]
+    if how == "std-zero":  # the old fields and the stored transform alike
+        state["meta"]["std"] = state["meta"]["transform"]["std"] = [0.0]
     elif how == "mean-nan":
-        state["meta"]["mean"] = [float("nan")]
+        state["meta"]["mean"] = state["meta"]["transform"]["mean"] = [float("nan")]
     elif how == "weights-nan":
         state["model"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
                           for k, v in state["model"].items()}
@@ -118,7 +118,8 @@ def test_predict_refuses_nonfinite(tiny_run, tmp_path, cli, user_error, how):
     answered with NaN probabilities and an arbitrary class."""
     ckpt = _damaged_checkpoint(tiny_run, tmp_path, how)
     image = _png(tmp_path / "x.png", np.zeros((8, 8), np.uint8))
-    user_error(cli(["predict", str(ckpt), str(image)]), "non-finite")
+    needle = {"std-zero": "std", "mean-nan": "mean"}.get(how, "non-finite")
+    user_error(cli(["predict", str(ckpt), str(image)]), needle)
 
 
 def test_predict_refuses_float_image_with_nan(tiny_run, tmp_path, cli, user_error):
