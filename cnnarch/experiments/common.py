@@ -1,9 +1,6 @@
 """Shared pieces of the experiments: scales, progress, formatting, training through
 cnnarch.train. Claims, verdicts and the experiment registry live in ``claims.py``; the
 context experiments run in, in ``context.py``.
-
-``claim()`` is the older one-dict result (``{"verdict", "measured", "rule"}``) that a module
-not yet on the registry still returns; ``_adapters.py`` wraps it.
 """
 
 from __future__ import annotations
@@ -16,14 +13,6 @@ from dataclasses import dataclass, field
 import torch
 
 from ..train.threads import choose_threads  # noqa: F401 - re-exported for reproduce
-
-REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
-
-
-def claim(ok: bool, measured: dict, rule: str, **extra) -> dict:
-    """One claim's result; ``ok`` must be computed from ``measured``."""
-    return {"verdict": REPRODUCED if ok else NOT_REPRODUCED, "measured": measured, "rule": rule,
-            **extra}
 
 
 def pct(x: float) -> str:
@@ -57,8 +46,8 @@ class Scale:
     aux_lr: float = 0.05  # googlenet_small's peak lr (SGD, momentum 0.9, cosine)
     aux_warmup_epochs: float = 0.5
     aux_no_bn: bool = False  # also train the 2014 setting (no BN, the 0.01-std init) for G5
-    lesion_max_removed: int = 6  # B2: up to this many blocks deleted at once
-    lesion_subsets: int = 4  # B2: random sets of blocks per count
+    lesion_max_removed: int = 4  # B2: up to this many blocks deleted at once
+    lesion_subsets: int = 2  # B2: random sets of blocks per count
     preact_trained: bool = False  # B1: train preact-20 shortcut variants and preact-56
     probe_images: int = 256  # images for the gradient / response / ratio probes
     jacobian_blocks: int = 6  # identity blocks per model whose Jacobian is measured
@@ -160,7 +149,7 @@ def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=
                       momentum=0.9, weight_decay=scale.weight_decay, schedule=scale.schedule,
                       milestones=milestones, milestone_unit=scale.milestone_unit,
                       warmup_epochs=scale.warmup_epochs, warmup_until_error=warm_until,
-                      aux_weight=aux_weight,
+                      aux_weight=aux_weight, val_split=False,  # the paper's curves are on test
                       precision=scale.precision, channels_last="off" if scale.precision == "fp32" else "auto",
                       seed=seed, out=out, resume=resume, quiet=True, device=device, log_every=1000)
     torch.manual_seed(seed)

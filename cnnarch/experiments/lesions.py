@@ -3,7 +3,7 @@
 On the degradation experiment's trained twins (``ctx.twins(seed)``, every seed): delete one
 block at a time at test time from ResNet-N and from plain-N (N the deepest twin depth), and
 k = 1..``lesion_max_removed`` random blocks at once (``lesion_subsets`` random sets per k);
-test error for each (``analysis/lesions.py``).
+error on the first ``probe_images`` test images for each (``analysis/lesions.py``).
 
 Rule (fixed before measuring, version 1), every seed:
 (single) in the ResNet, deleting one non-downsampling block raises the test error by at most
@@ -43,7 +43,7 @@ def run(ctx) -> dict:
     sc = ctx.scale
     ctx.progress.start("lesions (B2)")
     ds = ctx.dataset()
-    x, y = probe_batch(ds, len(ds.test_labels), split="test")
+    x, y = probe_batch(ds, min(sc.probe_images, len(ds.test_labels)), split="test")
     depth = max(ctx.depths())
     per_seed = {"resnet": [], "plain": []}
     for seed in ctx.seeds:
