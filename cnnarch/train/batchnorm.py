@@ -2,10 +2,9 @@
 
 The batch-normalising transform (Ioffe & Szegedy 2015, Algorithm 1) needs the mean and the
 biased variance of each channel over the batch. Inductor's CPU code for the built-in
-``batch_norm`` computes them with a Welford reduction that ran 6-15x slower than eager on the
-2-core AVX-512 machine of docs/benchmarks.md (128x16x32x32 bf16 channels_last, forward +
-backward with ReLU: 26 ms compiled vs 4.4 ms eager), while the same statistics written as two
-plain mean reductions compile to 3.2 ms. :class:`TwoPassBatchNorm2d` is that rewrite: the same
+``batch_norm`` computes them with a Welford reduction that runs several times slower than
+eager, while the same statistics written as two plain mean reductions compile to faster
+code than eager (measured in docs/benchmarks.md). :class:`TwoPassBatchNorm2d` is that rewrite: the same
 transform, running statistics and state_dict as ``nn.BatchNorm2d``; only its training forward
 is spelled differently. Eager PyTorch runs it slower than the built-in, so the training loop
 uses it only under ``torch.compile`` on a CPU (:func:`batchnorm_for_compile`).

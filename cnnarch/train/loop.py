@@ -96,10 +96,8 @@ def resolve_speed(cfg: TrainConfig, device: torch.device, image_size: tuple[int,
 
     auto precision: bf16 autocast on CUDA (fp16 + GradScaler where bf16 is missing) and on
     CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere. auto channels_last: on for CPU
-    and CUDA. Measured on a 2-core Sapphire Rapids CPU, resnet20 training step, batch 128:
-    8x8 digits fp32 NCHW 5.2k img/s, bf16 + channels_last 7.2k; 32x32 561 vs 1143 img/s
-    (see docs/benchmarks_train.json). ``image_size`` is kept for devices where the answer
-    depends on it.
+    and CUDA (the measurements are in docs/benchmarks.md). ``image_size`` is kept for
+    devices where the answer depends on it.
     """
     del image_size
     if cfg.precision == "auto":
@@ -126,10 +124,9 @@ def seed_everything(seed: int) -> None:
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over all parameters, as one fused kernel per
-    step where PyTorch has it (CPU and CUDA): a ResNet-56 step on the 2-core CPU does ~420
-    small per-parameter updates otherwise. Measured (bf16 autocast, channels_last, batch 128):
-    360 -> 400 img/s; in fp32 equal within noise (benchmarks/train_speed.py). SGD's fused step
-    also skips the copies PyTorch makes of channels_last weights (train/optim.py)."""
+    step where PyTorch has it (CPU and CUDA) instead of one small update per parameter (a
+    ResNet-56 has ~420); SGD's fused step also skips the copies PyTorch makes of
+    channels_last weights (train/optim.py). Speed: docs/benchmarks.md."""
     params = list(model.parameters())
     if cfg.optimizer == "sgd":
         def make(fused: bool = False) -> torch.optim.Optimizer:

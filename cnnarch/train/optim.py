@@ -2,9 +2,8 @@
 
 PyTorch's fused CPU SGD kernel (``torch.optim.SGD(fused=True)``) wants contiguous tensors:
 given a channels_last convolution weight it clones the weight, its gradient and its momentum
-buffer, updates the clones and copies them back, every step. For a ResNet-18 trained in
-channels_last that is ~7 ms of a ~280 ms step on the 2-core CPU of docs/benchmarks.md. The
-update is elementwise, so the layout does not matter to it: :class:`FusedSGD` hands the
+buffer, updates the clones and copies them back, every step (the cost is measured in
+docs/benchmarks.md). The update is elementwise, so the layout does not matter to it: :class:`FusedSGD` hands the
 kernel each tensor permuted into its contiguous order (a view of the same memory, no copy).
 The arithmetic, the state (``momentum_buffer``) and the state_dict are SGD's own.
 

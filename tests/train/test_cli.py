@@ -110,3 +110,44 @@ def test_non_finite_loss_exits_1_naming_the_step(tmp_path, capsys):
     assert main(["train", "resnet20", "--lr", "1e30", "--iterations", "5", "--out", str(out), *QUICK]) == 1
     err = capsys.readouterr().err
     assert "non-finite loss at step" in err
+
+
+def test_googlenet_on_8x8_fails_before_the_run_folder_and_names_the_small_one(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "googlenet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "googlenet_small" in err and "1x8x8" in err, err
+    assert not out.exists()
+
+
+def test_final_line_wording_for_few_classes(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "resnet20", "--data", "synthetic:1x8x8:3:64", "--batch-size", "16",
+                 "--epochs", "1", "--out", str(out), *QUICK[2:]]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 epoch in" in line and "top-5" not in line and "accuracy" in line, line
+
+
+@pytest.mark.slow
+def test_image_folder_trains_with_the_defaults(capsys, tmp_path):
+    """60 PNGs of 32 x 32 in 3 classes: no flag needed (batch fitted to the split, native size,
+    a validation split), and the run says so."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "shapes" / f"c{c}").mkdir(parents=True)
+        for i in range(20):
+            a = np.full((32, 32, 3), 60 * c, np.uint8) + rng.integers(0, 40, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(a).save(tmp_path / "shapes" / f"c{c}" / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "resnet18", "--data", f"imagefolder:{tmp_path / 'shapes'}", "--epochs", "2",
+                 "--workers", "0", "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "larger than the training split (42 images); using 42" in captured.err
+    from cnnarch.train.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(out)["meta"]
+    assert meta["input_size"] == [3, 32, 32] and meta["eval_split"] == "val"
+    assert meta["transform"]["resize"] == 36

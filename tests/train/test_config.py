@@ -95,3 +95,55 @@ def test_schedule_shapes():
     assert r110.hold_low
     r110.observe_train_error(0.79)  # ... until training error < 80 %
     assert r110.factor(5) == 1.0
+
+
+class _Odd:
+    def __repr__(self):
+        return "<odd>"
+
+
+@pytest.mark.parametrize("name", [n for n in FIELD_NAMES])
+def test_every_field_names_itself_when_given_a_wrong_type(name):
+    with pytest.raises(UserError, match=name) as info:
+        TrainConfig(**{name: _Odd()})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("image_size", 1_000_000), ("image_size", -1), ("workers", 10_000), ("epochs", 10**12),
+    ("batch_size", 10**12), ("iterations", -1), ("eval_every", 0), ("seed", -1), ("seed", 2**64),
+    ("momentum", 1.0), ("label_smoothing", 1.0), ("warmup_until_error", 1.5), ("lr", float("inf")),
+    ("weight_decay", 1e39), ("gamma", 0.0), ("milestones", [-1]), ("epochs", True), ("lr", True),
+])
+def test_sizes_and_ranges_are_bounded(key, value):
+    with pytest.raises(UserError, match=key):
+        TrainConfig(**{key: value})
+
+
+def test_field_help_and_choices_come_from_the_dataclass():
+    from cnnarch.train.config import field_specs
+
+    specs = {s.name: s for s in field_specs()}
+    assert set(specs) == set(FIELD_NAMES) and all(s.help for s in specs.values())
+    assert specs["optimizer"].choices == ("sgd", "adamw") and specs["val_split"].default is True
+    assert specs["data_dir"].optional and specs["milestones"].kind is list
+
+
+def test_print_config_shows_what_a_recipe_sets(capsys):
+    from cnnarch.cli import main
+
+    assert main(["train", "--recipe", "paper-cifar", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    data = tomllib.loads(text)
+    assert data["iterations"] == 64000 and data["milestones"] == [32000, 48000]
+    assert data["recipe"] == "paper-cifar" and "out" not in data
+
+
+def test_help_shows_defaults_and_metavars(capsys):
+    from cnnarch.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--lr VALUE" not in text and "--lr X" in text and "--batch-size N" in text and "(default: 128)" in text
+    assert "--optimizer {sgd,adamw}" in text and "(default: on; --no-val-split turns it off)" in text
