@@ -100,9 +100,10 @@ def train_pair(ctx, seed: int, norm: str) -> dict:
 
         ctx.progress.say(f"training googlenet_small ({norm}) {label.replace('_', ' ')}, seed {seed}, "
                          f"{sc.aux_iterations or sc.aux_epochs} {'steps' if sc.aux_iterations else 'epochs'}")
+        length = {"iterations": sc.aux_iterations} if sc.aux_iterations else {}  # else --iterations
         run = gctx.train("googlenet_small", seed=seed, tag=f"googlenet_small-{norm}-{label}",
                          model_kwargs={"norm": norm}, on_epoch=on_epoch, epochs=sc.aux_epochs,
-                         iterations=sc.aux_iterations, batch_size=sc.aux_batch_size, aux_weight=weight)
+                         batch_size=sc.aux_batch_size, aux_weight=weight, **length)
         last = run.history[-1]
         ctx.progress.say(f"  test accuracy {pct(last['test_acc'])}")
         runs[label] = {"model": run.model, "history": run.history,
