@@ -813,9 +813,12 @@ def _load_for_inference(source: str, weights: str | None, device="cpu"):
     """(model, transform) from a checkpoint or run folder, or from a model name with its
     published weights (``--weights``; a name that is not a path means its DEFAULT weights)."""
     from .data.transform import EvalTransform
-    from .models import create_model, get_entry
+    from .models import create_model, get_entry, list_models
     from .models.pretrained import WEIGHTS, load_pretrained
 
+    if not Path(source).exists() and source not in WEIGHTS and source in list_models():
+        raise UserError(f"{source} has no published weights (models with weights: "
+                        f"{', '.join(WEIGHTS)}); give a checkpoint or run folder")
     if weights is not None or (source in WEIGHTS and not Path(source).exists()):
         no_aux = {"aux_logits": False} if "aux_logits" in get_entry(source).options else {}
         model = load_pretrained(create_model(source, **no_aux), source, weights).to(device)

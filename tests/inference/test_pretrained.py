@@ -155,3 +155,8 @@ def test_predict_with_a_tampered_file_fails_in_one_line_and_caches_nothing(serve
     assert len(errors) == 1 and "does not start with f37072fd" in errors[0]
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_a_model_without_published_weights_is_named(capsys):
+    assert main(["predict", "resnet20", "x.png", "--threads", "1"]) == 2
+    assert "resnet20 has no published weights" in capsys.readouterr().err
