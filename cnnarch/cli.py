@@ -122,6 +122,8 @@ def _input_size(text: str) -> tuple[int, int, int]:
 
 def _add_model_commands(sub) -> None:
     p = sub.add_parser("models", help="every registered model: family, params, MACs at its native size")
+    p.add_argument("pattern", nargs="?", metavar="PATTERN",
+                   help="only the names matching this shell-style pattern, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_models)
 
@@ -173,14 +175,18 @@ def _print_table(header: list[str], rows: list[list], right: set[int] = frozense
 
 
 def _cmd_models(args) -> int:
-    from .analysis.complexity import CONVENTION, complexity
-    from .models import MODELS
+    from .analysis.complexity import CONVENTION
+    from .models import get_entry, list_models
 
+    names = list_models(args.pattern)
+    if not names:
+        raise UserError(f"no registered model matches {args.pattern!r} (see `cnnarch models`)")
     rows = []
-    for name, entry in MODELS.items():
-        r = complexity(name)  # meta device: shapes only, no arithmetic
+    for name in names:
+        entry = get_entry(name)  # params and MACs are registered facts: nothing is computed
         rows.append({"name": name, "family": entry.family, "input_size": list(entry.input_size),
-                     "params": r.params, "macs": r.macs, "flops": r.flops,
+                     "depth": entry.depth, "params": entry.params, "macs": entry.macs,
+                     "flops": entry.flops, "options": dict(entry.defaults),
                      "description": entry.description})
     note = ("GoogLeNet models are counted without their auxiliary classifiers, which run in "
             "training only (see `cnnarch summary googlenet --aux`)")

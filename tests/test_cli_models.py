@@ -31,6 +31,18 @@ def test_models_json(capsys):
     assert "conv + linear" in data["convention"]
 
 
+def test_models_pattern(capsys):
+    rc, out, _ = run(["models", "preact_*", "--json"], capsys)
+    rows = json.loads(out)["models"]
+    assert rc == 0 and [m["name"] for m in rows] == list_models("preact_*")
+    assert {m["name"]: m["depth"] for m in rows}["preact_resnet1001"] == 1001
+    assert rows[0]["options"]["identity_shortcut"] == "identity"  # every option, with its default
+    rc, out, _ = run(["models", "*googlenet*"], capsys)
+    assert rc == 0 and "googlenet_small" in out and "resnet50" not in out
+    rc, out, err = run(["models", "nothing*"], capsys)
+    assert rc == 2 and out == "" and "no registered model matches 'nothing*'" in err
+
+
 def test_models_text(capsys):
     rc, out, _ = run(["models"], capsys)
     assert rc == 0

@@ -157,9 +157,9 @@ def _check_size(input_size) -> tuple[int, int, int]:
     try:
         size = tuple(int(s) for s in input_size)
     except (TypeError, ValueError):
-        raise ValueError(f"input_size must be (C, H, W) integers, got {input_size!r}") from None
+        raise UserError(f"input_size must be (C, H, W) integers, got {input_size!r}") from None
     if len(size) != 3 or min(size) < 1:
-        raise ValueError(f"input_size must be three positive integers (C, H, W), got {input_size!r}")
+        raise UserError(f"input_size must be three positive integers (C, H, W), got {input_size!r}")
     return size
 
 
@@ -175,7 +175,7 @@ def model_complexity(model: nn.Module, input_size, *, aux: bool = False,
     name = name or getattr(model, "registry_name", None) or getattr(model, "name", None) \
         or type(model).__name__
     if aux and getattr(model, "aux1", None) is None:
-        raise ValueError(f"{name} has no auxiliary classifiers to count (build it with aux_logits=True)")
+        raise UserError(f"{name} has no auxiliary classifiers to count (build it with aux_logits=True)")
     return _count(copy.deepcopy(model).to("meta"), size, aux, name)
 
 
@@ -249,10 +249,10 @@ def _complexity_cached(name: str, size, aux: bool, kwargs: tuple) -> Complexity:
     kw = dict(kwargs)
     if "aux_logits" in entry.options:
         if aux and kw.get("aux_logits") is False:
-            raise ValueError("aux=True needs aux_logits=True")
+            raise UserError("aux=True needs aux_logits=True")
         kw.setdefault("aux_logits", aux)
     elif aux:
-        raise ValueError(f"{name} has no auxiliary classifiers (only GoogLeNet models have)")
+        raise UserError(f"{name} has no auxiliary classifiers (only GoogLeNet models have)")
     with torch.device("meta"):
         model = create_model(name, **kw)
     return _count(model, size, aux, name)  # built here on meta: no copy needed
@@ -273,11 +273,9 @@ class PaperRow:
 
 
 def _googlenet_groups(keys) -> list[tuple[str, str, tuple[str, ...]]]:
-    # conv1 and conv3 are named by their parts too: where the stem pools before the ReLU
-    # (models.googlenet.conv_pool_relu) the ConvAct module itself is not called
-    groups = [("conv1", "convolution", ("conv1", "conv1.conv", "conv1.bn")),
+    groups = [("conv1", "convolution", ("conv1",)),
               ("pool1", "max pool", ("maxpool1", "lrn1")),
-              ("conv2", "convolution", ("conv2", "conv3", "conv3.conv", "conv3.bn", "lrn2")),  # "3x3 reduce" + 3x3
+              ("conv2", "convolution", ("conv2", "conv3", "lrn2")),  # "3x3 reduce" + 3x3
               ("pool2", "max pool", ("maxpool2",))]
     for key in keys:
         groups.append((key, "inception", (f"inception{key}",)))
@@ -443,8 +441,7 @@ def compare_googlenet_paper(result: Complexity) -> list[GoogLeNetCompareRow]:
                     for c in INCEPTION_COLUMNS}
         elif key == "conv2":
             paper_cols = dict(GOOGLENET_PAPER_CONV2)
-            conv3 = shapes.get("conv3") or shapes["conv3.conv"]  # conv3 runs by parts (stem pool)
-            cols = {"n3x3red": shapes["conv2"][0], "n3x3": conv3[0]}
+            cols = {"n3x3red": shapes["conv2"][0], "n3x3": shapes["conv3"][0]}
         out.append(GoogLeNetCompareRow(key, paper.kind, _hwc(ours.output_shape), paper.output,
                                        cols, paper_cols, ours.params, paper.params_k, ours.macs,
                                        paper.ops_m))
@@ -485,8 +482,8 @@ def compare_resnet_paper(name: str, input_size=None, **model_kwargs) -> ResNetCo
 
     entry = get_entry(name)
     if not entry.family.startswith(("resnet", "plain")):
-        raise ValueError(f"{name} is not a ResNet")
-    depth = int(re.sub(r"\D", "", name))
+        raise UserError(f"{name} is not a ResNet")
+    depth = entry.depth
     result = complexity(name, input_size, **model_kwargs)
     v1 = v15 = None
     imagenet = entry.family.endswith("imagenet")
@@ -510,6 +507,13 @@ LECTURE_NAIVE = dict(n1x1=128, n3x3=192, n5x5=96)
 LECTURE_BOTTLENECK = dict(n1x1=128, n3x3red=64, n3x3=192, n5x5red=64, n5x5=96, pool_proj=64)
 # What the slides print ("Total: 854M ops", "Total: 358M ops").
 LECTURE_SLIDE_MACS = {"naive": 854_000_000, "bottleneck": 358_000_000}
+# The example's exact figures: the sum of the slide's own terms (H_out x W_out x C_out x k x k
+# x C_in per convolution) and the output depth of the concatenation (naive: 128 + 192 + 96 +
+# the pool's 256 input channels; bottleneck: 128 + 192 + 96 + 64).
+LECTURE_NAIVE_MACS = 854_196_224
+LECTURE_NAIVE_DEPTH = 672
+LECTURE_BOTTLENECK_MACS = 271_351_808
+LECTURE_BOTTLENECK_DEPTH = 480
 
 _ROLES = {"branch1.conv": "1x1 branch", "branch2.conv": "3x3 branch", "branch3.conv": "5x5 branch",
           "branch2.0.conv": "3x3 reduce", "branch2.1.conv": "3x3 branch",
@@ -690,7 +694,7 @@ def naive_vs_bottleneck(model: str = "googlenet", input_size=None) -> InceptionM
 
     entry = get_entry(model)
     if entry.family != "googlenet":
-        raise ValueError(f"{model} has no Inception modules; choose a GoogLeNet model")
+        raise UserError(f"{model} has no Inception modules; choose a GoogLeNet model")
     size = entry.input_size if input_size is None else _check_size(input_size)
     stats: dict[str, dict[str, ModuleStat]] = {}
     totals_p, totals_m = {}, {}

@@ -83,6 +83,8 @@ class ConvAct(nn.Module):
     projections included, uses ReLU. Without BN the convolution carries a bias.
     ``relu=False`` leaves the ReLU out (the linear reductions of ``inception="linear"``)."""
 
+    conv_bn_pairs = (("conv", "bn"),)
+
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, bn: bool = False, eps: float = 1e-3, relu: bool = True):
         super().__init__()
@@ -97,13 +99,6 @@ class ConvAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.pre_activation(x))
-
-
-def conv_pool_relu(conv: ConvAct, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``pool(conv(x))`` with the pool taken before the convolution's ReLU. ReLU is monotone,
-    so relu(max(a, b)) = max(relu(a), relu(b)): the same output and gradients, with the ReLU
-    and its backward on the pooled (4x smaller) map (docs/benchmarks.md, training)."""
-    return F.relu(pool(conv.pre_activation(x)), inplace=True)
 
 
 class Inception(nn.Module):
@@ -256,6 +251,17 @@ class GoogLeNet(nn.Module):
     def inception_modules(self) -> dict[str, Inception]:
         return {key: getattr(self, f"inception{key}") for key in TABLE1}
 
+    def relu_pool_pairs(self) -> list[tuple[str, str]]:
+        """(ReLU, max-pool) submodule names where the forward applies the pool right after the
+        ReLU, so that the two may swap (``cnnarch.inference.reorder``). The paper's LRN
+        between conv3's ReLU and maxpool2 does not commute with them."""
+        pairs = []
+        if isinstance(self.maxpool1, nn.MaxPool2d):
+            pairs.append(("conv1.relu", "maxpool1"))
+        if isinstance(self.maxpool2, nn.MaxPool2d) and isinstance(self.lrn2, nn.Identity):
+            pairs.append(("conv3.relu", "maxpool2"))
+        return pairs
+
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         # torchvision's ported weights expect (x - 0.5) / 0.5 from ImageNet-normalised input.
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -268,15 +274,13 @@ class GoogLeNet(nn.Module):
         if self.transform_input:
             x = self._transform(x)
         use_aux = self.aux_logits and self.training
-        # Stem (Table 1): conv1 (N x 64 x 112 x 112) -> max pool -> LRN, conv2, conv3
-        # (N x 192 x 56 x 56) -> LRN -> max pool. Each pool is taken before the ReLU it
-        # follows where nothing sits between them (conv_pool_relu: the same function).
-        x = self.lrn1(conv_pool_relu(self.conv1, self.maxpool1, x))  # N x 64 x 56 x 56
+        # Stem (Table 1, Fig. 3): conv 7x7/2 -> max pool 3x3/2 -> LRN -> conv 1x1 -> conv 3x3
+        # -> LRN -> max pool 3x3/2, each conv with its ReLU
+        x = self.conv1(x)  # N x 64 x 112 x 112
+        x = self.lrn1(self.maxpool1(x))  # N x 64 x 56 x 56
         x = self.conv2(x)  # N x 64 x 56 x 56
-        if isinstance(self.lrn2, nn.Identity):
-            x = conv_pool_relu(self.conv3, self.maxpool2, x)  # N x 192 x 28 x 28
-        else:  # the paper's LRN sits between ReLU and pool and does not commute with them
-            x = self.maxpool2(self.lrn2(self.conv3(x)))  # N x 192 x 28 x 28
+        x = self.conv3(x)  # N x 192 x 56 x 56
+        x = self.maxpool2(self.lrn2(x))  # N x 192 x 28 x 28
         x = self.inception3a(x)  # N x 256 x 28 x 28
         x = self.inception3b(x)  # N x 480 x 28 x 28
         x = self.maxpool3(x)  # N x 480 x 14 x 14

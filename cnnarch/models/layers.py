@@ -10,15 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
+
 NORMS = ("bn", "none")
 SHORTCUTS = ("A", "B", "C", "none")
 
 
 def check_choice(option: str, value, choices) -> None:
-    """Raise a one-line ValueError when ``value`` is not one of ``choices``."""
-    if value not in choices:
+    """Raise a one-line ``UserError`` when ``value`` is not one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
         valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"invalid {option}={value!r}; choose one of {valid}")
+        raise UserError(f"invalid {option}={value!r}; choose one of {valid}")
 
 
 def norm_layer(norm: str, channels: int, eps: float = 1e-5) -> nn.Module:
@@ -71,7 +73,7 @@ def make_shortcut(
         return None
     if kind == "A":
         if out_ch < in_ch:
-            raise ValueError("shortcut='A' cannot reduce the number of channels")
+            raise UserError("shortcut='A' cannot reduce the number of channels")
         return ZeroPadShortcut(in_ch, out_ch, stride)
     # B: projection where the shape changes; C: projection on every shortcut.
     return nn.Sequential(conv1x1(in_ch, out_ch, stride, bias=norm == "none"), norm_layer(norm, out_ch))
@@ -97,22 +99,22 @@ def check_input(model_name: str, x: torch.Tensor, in_chans: int, min_size: int =
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{model_name} expects a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
-        raise ValueError(
+        raise UserError(
             f"{model_name} expects a 4-d batch (N, {in_chans}, H, W), got shape {tuple(x.shape)}"
         )
     n, c, h, w = x.shape
     if c != in_chans:
-        raise ValueError(
+        raise UserError(
             f"{model_name} expects {in_chans} input channels, got {c} (shape {tuple(x.shape)})"
         )
     if n == 0:
-        raise ValueError(f"{model_name} got an empty batch (shape {tuple(x.shape)})")
+        raise UserError(f"{model_name} got an empty batch (shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise TypeError(
             f"{model_name} expects a floating-point input, got {x.dtype}; "
             "convert and normalise the images first"
         )
     if min(h, w) < min_size:
-        raise ValueError(
+        raise UserError(
             f"{model_name} needs inputs of at least {min_size}x{min_size} pixels, got {h}x{w}"
         )

@@ -30,7 +30,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .layers import ZeroPadShortcut, check_choice, check_input, conv1x1, conv3x3, he_init
+from .registry import register_model
 
 PREACT_SHORTCUTS = ("A", "B")
 IDENTITY_SHORTCUTS = ("identity", "scale", "conv")
@@ -118,6 +120,7 @@ class PreActBasicBlock(_PreActUnit):
     """BN-ReLU-conv3x3, BN-ReLU-conv3x3 (Fig. 4(e) with two 3x3 layers)."""
 
     expansion = 1
+    conv_bn_pairs = (("conv1", "bn2"),)  # conv2 ends the branch: the addition follows
 
     def __init__(self, in_ch: int, planes: int, stride: int, shortcut: str = "A",
                  identity_shortcut: str = "identity", first: bool = False):
@@ -139,6 +142,7 @@ class PreActBottleneck(_PreActUnit):
     """BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4), the stride on the 3x3."""
 
     expansion = 4
+    conv_bn_pairs = (("conv1", "bn2"), ("conv2", "bn3"))
 
     def __init__(self, in_ch: int, planes: int, stride: int, shortcut: str = "B",
                  identity_shortcut: str = "identity", first: bool = False):
@@ -161,6 +165,11 @@ class PreActBottleneck(_PreActUnit):
 
 class PreActResNet(nn.Module):
     """conv1 -> BN-ReLU -> three stages of pre-activation units -> BN-ReLU -> pool -> fc."""
+
+    conv_bn_pairs = (("conv1", "bn1"),)
+
+    def relu_pool_pairs(self) -> list[tuple[str, str]]:
+        return []  # no max-pool
 
     def __init__(self, block, n: int, *, num_classes: int = 10, in_chans: int = 3,
                  shortcut: str = "A", identity_shortcut: str = "identity",
@@ -210,22 +219,34 @@ class PreActResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-# depth -> units per stage: 6n + 2 (basic), 9n + 2 (bottleneck)
-PREACT_BASIC_DEPTHS = {20: 3, 56: 9, 110: 18}
-PREACT_BOTTLENECK_DEPTHS = {164: 18, 1001: 111}
+@register_model("preact-cifar", (3, 32, 32), {
+    # name: (depth, parameters, multiply-adds at 32x32)
+    "preact_resnet20": (20, 269_722, 40_551_040),
+    "preact_resnet56": (56, 853_018, 125_485_696),
+    "preact_resnet110": (110, 1_727_962, 252_887_680),
+}, "pre-activation ResNet-{depth} (He et al. 2016), basic units, option A")
+def preact_resnet(depth: int, *, num_classes: int = 10, in_chans: int = 3,
+                  shortcut: str = "A", identity_shortcut: str = "identity") -> PreActResNet:
+    """Basic units, depth 6n + 2; ``shortcut`` "A" as the CIFAR ResNets of He et al. 2015
+    (the same parameters as resnet20/56/110) or "B" (1x1 projections where shapes change)."""
+    if not isinstance(depth, int) or (depth - 2) % 6 or depth < 8:
+        raise UserError(f"a basic pre-activation ResNet has depth 6n+2, got {depth}")
+    return PreActResNet(PreActBasicBlock, (depth - 2) // 6, num_classes=num_classes,
+                        in_chans=in_chans, shortcut=shortcut,
+                        identity_shortcut=identity_shortcut, name=f"preact_resnet{depth}")
 
 
-def preact_resnet(depth: int, *, num_classes: int = 10, shortcut: str | None = None,
-                  name: str | None = None, **kwargs) -> PreActResNet:
-    """Basic units for the 6n+2 depths, bottleneck units for 164 and 1001. ``shortcut``
-    defaults to "A" (basic, as the CIFAR ResNets of He et al. 2015) and "B" (bottleneck, the
-    1x1 projections of the paper's appendix)."""
-    if depth in PREACT_BASIC_DEPTHS:
-        block, n, default = PreActBasicBlock, PREACT_BASIC_DEPTHS[depth], "A"
-    elif depth in PREACT_BOTTLENECK_DEPTHS:
-        block, n, default = PreActBottleneck, PREACT_BOTTLENECK_DEPTHS[depth], "B"
-    else:
-        valid = ", ".join(map(str, (*PREACT_BASIC_DEPTHS, *PREACT_BOTTLENECK_DEPTHS)))
-        raise ValueError(f"no pre-activation ResNet of depth {depth}; choose one of {valid}")
-    return PreActResNet(block, n, num_classes=num_classes, shortcut=shortcut or default,
-                        name=name or f"preact_resnet{depth}", **kwargs)
+@register_model("preact-cifar", (3, 32, 32), {
+    "preact_resnet164": (164, 1_703_258, 247_646_720),
+    "preact_resnet1001": (1001, 10_327_706, 1_490_995_712),
+}, "pre-activation ResNet-{depth} (He et al. 2016), bottleneck units, option B")
+def preact_resnet_bottleneck(depth: int, *, num_classes: int = 10, in_chans: int = 3,
+                             shortcut: str = "B",
+                             identity_shortcut: str = "identity") -> PreActResNet:
+    """Bottleneck units, depth 9n + 2; ``shortcut`` "B" (the 1x1 projections of the paper's
+    appendix) or "A"."""
+    if not isinstance(depth, int) or (depth - 2) % 9 or depth < 11:
+        raise UserError(f"a bottleneck pre-activation ResNet has depth 9n+2, got {depth}")
+    return PreActResNet(PreActBottleneck, (depth - 2) // 9, num_classes=num_classes,
+                        in_chans=in_chans, shortcut=shortcut,
+                        identity_shortcut=identity_shortcut, name=f"preact_resnet{depth}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .layers import check_choice, check_input, conv1x1, conv3x3, he_init, make_shortcut, norm_layer
+from .registry import register_model
 
 STRIDE_AT = ("3x3", "1x1")
 
@@ -40,6 +42,7 @@ class BasicBlock(_Block):
     """Two 3x3 convolutions (Fig. 2 / Fig. 5 left)."""
 
     expansion = 1
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, in_ch: int, planes: int, stride: int, shortcut: str, norm: str,
                  stride_at: str = "3x3"):
@@ -70,6 +73,7 @@ class Bottleneck(_Block):
     sits: on the 3x3 (torchvision "v1.5") or on the first 1x1 (the paper, v1)."""
 
     expansion = 4
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch: int, planes: int, stride: int, shortcut: str, norm: str,
                  stride_at: str = "3x3"):
@@ -113,6 +117,8 @@ class ResNet(nn.Module):
         norm: "bn" (paper: BN after every conv, Sec. 3.4) or "none".
     """
 
+    conv_bn_pairs = (("conv1", "bn1"),)
+
     def __init__(self, block, layers, widths=(64, 128, 256, 512), *, stem: str = "imagenet",
                  num_classes: int = 1000, in_chans: int = 3, shortcut: str = "B",
                  stride_at: str = "3x3", zero_init_residual: bool = False, norm: str = "bn",
@@ -123,7 +129,7 @@ class ResNet(nn.Module):
         check_choice("stride_at", stride_at, STRIDE_AT)
         check_choice("norm", norm, ("bn", "none"))
         if num_classes < 1 or in_chans < 1:
-            raise ValueError(f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}")
+            raise UserError(f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}")
         self.name = name
         self.in_chans = in_chans
         self.num_classes = num_classes
@@ -160,13 +166,16 @@ class ResNet(nn.Module):
         """Every residual (or plain) block, stem to head."""
         return [b for i in range(self.num_stages) for b in getattr(self, f"layer{i + 1}")]
 
+    def relu_pool_pairs(self) -> list[tuple[str, str]]:
+        """(ReLU, max-pool) submodule names where the forward applies the pool right after the
+        ReLU, so that the two may swap (``cnnarch.inference.reorder``): the ImageNet stem."""
+        return [("relu", "maxpool")] if isinstance(self.maxpool, nn.MaxPool2d) else []
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self.name, x, self.in_chans, self.min_input_size)
-        # Stem conv -> BN -> ReLU -> max-pool (Table 1), with the pool taken before the ReLU:
-        # ReLU is monotone, so relu(max(a, b)) = max(relu(a), relu(b)), and the output and
-        # every gradient are the same, but the ReLU and its backward run on a 4x smaller map
-        # (docs/benchmarks.md, training). CIFAR stem: the pool is an identity.
-        x = self.relu(self.maxpool(self.bn1(self.conv1(x))))  # ImageNet: N x 64 x H/4 x W/4
+        # Stem (Table 1): conv -> BN -> ReLU -> 3x3/2 max-pool; CIFAR: the pool is an identity
+        x = self.relu(self.bn1(self.conv1(x)))  # ImageNet: N x 64 x H/2 x W/2
+        x = self.maxpool(x)  # ImageNet: N x 64 x H/4 x W/4
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)  # each later stage halves H, W
         return x  # ImageNet: N x 512*expansion x H/32 x W/32; CIFAR: N x 64 x H/4 x W/4
@@ -197,26 +206,68 @@ IMAGENET_DEPTHS = {
     152: (Bottleneck, (3, 8, 36, 3)),
 }
 
-# Sec. 4.2: depth 6n + 2.
-CIFAR_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
-
-
-def imagenet_resnet(depth: int, *, num_classes: int = 1000, shortcut: str = "B",
-                    name: str | None = None, **kwargs) -> ResNet:
+@register_model("resnet-imagenet", (3, 224, 224), {
+    # name: (depth, parameters, multiply-adds at 224x224)
+    "resnet18": (18, 11_689_512, 1_814_073_344),
+    "resnet34": (34, 21_797_672, 3_663_761_408),
+    "resnet50": (50, 25_557_032, 4_089_184_256),
+    "resnet101": (101, 44_549_160, 7_801_405_440),
+    "resnet152": (152, 60_192_808, 11_513_626_624),
+}, "ResNet-{depth} (Table 1), option B shortcuts")
+def imagenet_resnet(depth: int, *, num_classes: int = 1000, in_chans: int = 3,
+                    shortcut: str = "B", stride_at: str = "3x3",
+                    zero_init_residual: bool = False, norm: str = "bn") -> ResNet:
+    """Table 1: a 7x7/2 stem and four stages; ``depth`` one of ``IMAGENET_DEPTHS``."""
+    if depth not in IMAGENET_DEPTHS:
+        raise UserError(f"an ImageNet ResNet has depth {', '.join(map(str, IMAGENET_DEPTHS))}, "
+                        f"got {depth}")
     block, layers = IMAGENET_DEPTHS[depth]
-    name = name or (f"plain{depth}" if shortcut == "none" else f"resnet{depth}")
-    return ResNet(block, layers, (64, 128, 256, 512), stem="imagenet",
-                  num_classes=num_classes, shortcut=shortcut, name=name, **kwargs)
+    name = f"plain{depth}" if shortcut == "none" else f"resnet{depth}"
+    return ResNet(block, layers, (64, 128, 256, 512), stem="imagenet", num_classes=num_classes,
+                  in_chans=in_chans, shortcut=shortcut, stride_at=stride_at,
+                  zero_init_residual=zero_init_residual, norm=norm, name=name)
 
 
-def cifar_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
-                 name: str | None = None, **kwargs) -> ResNet:
-    """Sec. 4.2: 16/32/64 filters on 32/16/8 maps, n blocks each, option A shortcuts."""
-    n = CIFAR_DEPTHS.get(depth)
-    if n is None:
-        if (depth - 2) % 6 or depth < 8:
-            raise ValueError(f"a CIFAR ResNet has depth 6n+2 (20, 32, 44, ...), got {depth}")
-        n = (depth - 2) // 6
-    name = name or (f"plain{depth}" if shortcut == "none" else f"resnet{depth}")
-    return ResNet(BasicBlock, (n, n, n), (16, 32, 64), stem="cifar",
-                  num_classes=num_classes, shortcut=shortcut, name=name, **kwargs)
+@register_model("plain-imagenet", (3, 224, 224), {
+    "plain18": (18, 11_515_688, 1_794_805_760),
+    "plain34": (34, 21_623_848, 3_644_493_824),
+}, "plain-{depth}: ResNet-{depth} without shortcuts")
+def imagenet_plain(depth: int, *, num_classes: int = 1000, in_chans: int = 3,
+                   stride_at: str = "3x3", norm: str = "bn") -> ResNet:
+    """The plain twin of Sec. 4.1: the same layers, y = F(x)."""
+    return imagenet_resnet(depth, num_classes=num_classes, in_chans=in_chans, shortcut="none",
+                           stride_at=stride_at, norm=norm)
+
+
+@register_model("resnet-cifar", (3, 32, 32), {
+    "resnet20": (20, 269_722, 40_551_040),
+    "resnet32": (32, 464_154, 68_862_592),
+    "resnet44": (44, 658_586, 97_174_144),
+    "resnet56": (56, 853_018, 125_485_696),
+    "resnet110": (110, 1_727_962, 252_887_680),
+    "resnet1202": (1202, 19_421_274, 2_829_238_912),
+}, "CIFAR ResNet-{depth} (Sec. 4.2, 6n+2 layers), option A")
+def cifar_resnet(depth: int, *, num_classes: int = 10, in_chans: int = 3, shortcut: str = "A",
+                 zero_init_residual: bool = False, norm: str = "bn") -> ResNet:
+    """Sec. 4.2: 16/32/64 filters on 32/16/8 maps, n = (depth - 2) / 6 blocks each."""
+    if not isinstance(depth, int) or (depth - 2) % 6 or depth < 8:
+        raise UserError(f"a CIFAR ResNet has depth 6n+2 (20, 32, 44, ...), got {depth}")
+    n = (depth - 2) // 6
+    name = f"plain{depth}" if shortcut == "none" else f"resnet{depth}"
+    return ResNet(BasicBlock, (n, n, n), (16, 32, 64), stem="cifar", num_classes=num_classes,
+                  in_chans=in_chans, shortcut=shortcut, zero_init_residual=zero_init_residual,
+                  norm=norm, name=name)
+
+
+@register_model("plain-cifar", (3, 32, 32), {
+    "plain20": (20, 269_722, 40_551_040),
+    "plain32": (32, 464_154, 68_862_592),
+    "plain44": (44, 658_586, 97_174_144),
+    "plain56": (56, 853_018, 125_485_696),
+    "plain110": (110, 1_727_962, 252_887_680),
+}, "CIFAR plain-{depth}: ResNet-{depth} without shortcuts")
+def cifar_plain(depth: int, *, num_classes: int = 10, in_chans: int = 3,
+                norm: str = "bn") -> ResNet:
+    """The plain twin of Sec. 4.2 (Fig. 6 left)."""
+    return cifar_resnet(depth, num_classes=num_classes, in_chans=in_chans, shortcut="none",
+                        norm=norm)

@@ -16,8 +16,14 @@ from cnnarch.analysis import (
     naive_vs_bottleneck,
     paper_rows,
 )
+from cnnarch.analysis.complexity import (
+    LECTURE_BOTTLENECK_DEPTH,
+    LECTURE_BOTTLENECK_MACS,
+    LECTURE_NAIVE_DEPTH,
+    LECTURE_NAIVE_MACS,
+)
 from cnnarch.errors import UserError
-from cnnarch.models import TABLE1, create_model, list_models
+from cnnarch.models import MODELS, TABLE1, create_model, list_models
 
 # REFERENCE.md, GMACs to 3 decimals -> the exact integer our counter gives (single image).
 EXACT_MACS = [
@@ -70,6 +76,14 @@ def test_hooks_agree_with_flop_counter(name):
     assert result.flop_counter_flops % 2 == 0
     assert result.macs == result.flop_counter_flops // 2
     assert result.macs == sum(r.macs for r in result.layers) > 0
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_facts_are_the_counts(name):
+    """The registry's stored params and MACs (what `cnnarch models` prints) are counted here."""
+    result, entry = complexity(name), MODELS[name]
+    assert (result.params, result.macs) == (entry.params, entry.macs)
+    assert result.input_size == entry.input_size
 
 
 def test_flop_counter_catches_what_hooks_miss():
@@ -194,6 +208,9 @@ def test_inception_cost_example():
     assert [t.macs for t in ex.bottleneck.terms] == [hw * t for t in bottleneck_terms]
     assert all(t.macs == t.formula_macs for t in ex.naive.terms + ex.bottleneck.terms)
     assert ex.naive.macs == hw * sum(naive_terms) == 854_196_224
+    assert (ex.naive.macs, ex.naive.output_depth) == (LECTURE_NAIVE_MACS, LECTURE_NAIVE_DEPTH)
+    assert (ex.bottleneck.macs, ex.bottleneck.output_depth) == (LECTURE_BOTTLENECK_MACS,
+                                                               LECTURE_BOTTLENECK_DEPTH)
     assert ex.bottleneck.macs == hw * sum(bottleneck_terms) == 271_351_808
     assert (ex.naive.output_depth, ex.bottleneck.output_depth) == (672, 480)
     assert ex.naive.output_shape == (672, 28, 28) and ex.bottleneck.output_shape == (480, 28, 28)

@@ -1,9 +1,14 @@
 """Registry: every entry builds at its native size; bad names and options are clear errors."""
 
+import inspect
+import math
+
 import pytest
 import torch
+from torch import nn
 
-from cnnarch.models import MODELS, create_model, list_models
+from cnnarch.errors import UserError
+from cnnarch.models import MODELS, create_model, get_entry, list_models
 from cnnarch.models.layers import check_input
 
 EXPECTED = {
@@ -18,7 +23,7 @@ DEEP = {"resnet1202", "resnet152", "resnet101", "preact_resnet164", "preact_resn
 
 def test_all_names_registered():
     assert set(list_models()) == EXPECTED
-    assert set(list_models("resnet-cifar")) == {f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202)}
+    assert set(list_models(family="resnet-cifar")) == {f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202)}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED - DEEP))
@@ -77,3 +82,86 @@ def test_bad_tensors_are_clear_errors(x, pattern):
 def test_too_small_input_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 223x223"):
         check_input("googlenet", torch.randn(1, 3, 100, 100), 3, create_model("googlenet").min_input_size)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_listed_option_is_accepted_by_the_builder(name):
+    entry = MODELS[name]
+    params = inspect.signature(entry.builder).parameters
+    assert set(entry.options) == {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    with torch.device("meta"):  # every option given explicitly, at its default
+        model = create_model(name, **dict(entry.defaults))
+    assert model.registry_name == name and model.num_classes == entry.defaults["num_classes"]
+
+
+def test_googlenet_options_reach_the_model():
+    assert create_model("googlenet", dropout=0.5, aux_logits=False).dropout.p == 0.5
+    assert create_model("googlenet_tv", aux_dropout=0.3).aux1.dropout.p == 0.3
+
+
+def _main_path_layers(model):
+    """Conv and linear layers outside the shortcuts (the depth the papers count)."""
+    return sum(1 for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+               and "downsample" not in n and not n.startswith(("aux1", "aux2")))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_depth_is_the_number_of_weighted_layers(name):
+    entry = MODELS[name]
+    with torch.device("meta"):
+        model = create_model(name)
+    if entry.family == "googlenet":  # Sec. 5: 22 layers deep counting layers with parameters
+        assert entry.depth == 22
+        modules = model.inception_modules()
+        assert 3 + 2 * len(modules) + 1 == entry.depth  # conv1..conv3, two per module, fc
+    else:
+        assert _main_path_layers(model) == entry.depth
+        assert name.endswith(str(entry.depth))
+
+
+def test_patterns_and_families():
+    assert list_models("resnet*") == [n for n in MODELS if n.startswith("resnet")]
+    assert "resnet50" in list_models("resnet*") and "plain18" not in list_models("resnet*")
+    assert list_models("*googlenet*") == ["googlenet", "googlenet_tv", "googlenet_small"]
+    assert list_models("preact_resnet1?1") == []
+    assert list_models("preact_resnet1??") == ["preact_resnet110", "preact_resnet164"]
+    assert list_models("resnet*", family="resnet-cifar") == [
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202"]
+    assert list_models(family="preact-cifar") == list_models("preact_*")
+    assert list_models("nothing*") == []
+    with pytest.raises(UserError, match="pattern"):
+        list_models(3)
+
+
+@pytest.mark.parametrize(("kwargs", "word"), [
+    ({"num_classes": True}, "num_classes=True"), ({"num_classes": 2.5}, "num_classes=2.5"),
+    ({"num_classes": math.nan}, "num_classes=nan"), ({"num_classes": "10"}, "num_classes='10'"),
+    ({"num_classes": 0}, "num_classes=0"), ({"in_chans": True}, "in_chans=True"),
+    ({"in_chans": 1.0}, "in_chans=1.0"), ({"in_chans": -1}, "in_chans=-1"),
+    ({"norm": "ln"}, "norm='ln'"), ({"norm": 1}, "norm=1"), ({"dropout": math.nan}, "dropout=nan"),
+    ({"dropout": 1.5}, "dropout"), ({"aux_logits": 1}, "aux_logits=1"),
+    ({"inception": None}, "inception=None"), ({"weights": 3}, "weights=3"),
+    ({"pretrained": "yes"}, "pretrained='yes'"),
+])
+def test_bad_arguments_name_the_argument(kwargs, word):
+    with pytest.raises(UserError, match=word.replace("(", r"\(").replace(".", r"\.")):
+        create_model("googlenet_small", **kwargs)
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model"):
+        get_entry(None)
+    with pytest.raises(UserError, match="unknown model"):
+        create_model("resnet51")
+
+
+def test_pretrained_calls_the_loader(monkeypatch):
+    from cnnarch.models import pretrained
+
+    calls = []
+    monkeypatch.setattr(pretrained, "load_pretrained", lambda m, n, w: calls.append((n, w)) or m)
+    with torch.device("meta"):
+        create_model("resnet18")
+        create_model("resnet18", pretrained=True)
+        create_model("resnet18", weights="IMAGENET1K_V1")
+    assert calls == [("resnet18", None), ("resnet18", "IMAGENET1K_V1")]
