@@ -210,7 +210,6 @@ def load() -> None:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if info.name not in _SKIP_MODULES and not info.name.startswith("_"):
             importlib.import_module(f"{__package__}.{info.name}")
-    from . import _adapters  # noqa: F401  (claims whose module has not registered itself yet)
 
 
 def _order_key(cid: str) -> tuple[int, str]:

@@ -208,6 +208,7 @@ register(Claim(
     figure="g2_branches.png",
     caption="Output depth of each branch of every Inception module. Look for four branches in "
             "every module and their stacked sum equal to the module's output depth.",
+    controls=("random-labels",),  # of the trained part the aux-heads experiment adds
     draw=_draw("inception_branches")))
 
 register(Claim(

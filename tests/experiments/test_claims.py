@@ -83,7 +83,7 @@ def test_registry_is_the_one_list(monkeypatch):
         assert c.experiment in names, c.id
         assert c.figure and c.caption and c.draw is not None, c.id
         assert all(k in reg.CONTROLS for k in c.controls), c.id
-        if c.trained and c.id != "G5":  # G5's controls come with its port to the registry
+        if c.trained:
             assert c.controls, f"{c.id} has trained parts but no negative control"
     figures = [c.figure for c in reg.claims()]
     assert len(set(figures)) == len(figures), "one distinct figure per claim"
