@@ -175,8 +175,8 @@ def _print_table(header: list[str], rows: list[list], right: set[int] = frozense
 
 
 def _cmd_models(args) -> int:
-    from .analysis.complexity import CONVENTION
     from .models import get_entry, list_models
+    from .models.registry import CONVENTION
 
     names = list_models(args.pattern)
     if not names:

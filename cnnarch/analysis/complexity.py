@@ -36,9 +36,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
-
-CONVENTION = ("MACs = multiply-adds of conv + linear layers only (the papers' convention; "
-              "BN, pooling, ReLU, additions and biases not counted), one image; FLOPs = 2 x MACs")
+from ..models.registry import CONVENTION  # the registry's facts are counted this way
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,

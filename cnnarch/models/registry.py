@@ -28,6 +28,10 @@ from torch import nn
 
 from ..errors import UserError
 
+# How ``params`` and ``macs`` are counted (cnnarch.analysis.complexity counts them so).
+CONVENTION = ("MACs = multiply-adds of conv + linear layers only (the papers' convention; "
+              "BN, pooling, ReLU, additions and biases not counted), one image; FLOPs = 2 x MACs")
+
 
 @dataclass(frozen=True)
 class ModelEntry:
