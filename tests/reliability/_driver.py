@@ -82,23 +82,27 @@ def _arm(spec: str) -> None:
 
             cls.step = step
     elif event == "save-mid":
-        import torch
+        from cnnarch.train import checkpoint
 
         n = int(parts[1])
-        real_save = torch.save
+        real_atomic = checkpoint.atomic_write_bytes
 
-        def save(obj, f, *a, **k):
-            if hasattr(f, "write") and hit("save", n):
+        def atomic(path, write):
+            if not os.fspath(path).endswith(".pt") or not hit("save", n):
+                return real_atomic(path, write)
+
+            def half(f):  # the checkpoint's bytes, half of them on disk, then the kill
                 buf = io.BytesIO()
-                real_save(obj, buf, *a, **k)
+                write(buf)
                 data = buf.getvalue()
                 f.write(data[: len(data) // 2])
                 f.flush()
                 os.fsync(f.fileno())
                 _die()
-            return real_save(obj, f, *a, **k)
 
-        torch.save = save
+            return real_atomic(path, half)
+
+        checkpoint.atomic_write_bytes = atomic
     elif event in ("replace-before", "replace-after"):
         name, n = parts[1], int(parts[2])
         real_replace = os.replace

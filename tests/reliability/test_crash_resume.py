@@ -55,13 +55,13 @@ CHAIN_A = [
     "replace-after:config.toml:1",
     "replace-before:metrics.jsonl:1",  # setup: metrics.jsonl (re)written
     "step:2",  # mid-epoch 1, nothing saved yet
-    "metrics-before:1",
-    "metrics-after:1",  # epoch 1 logged, not yet checkpointed
-    "save-mid:1",  # last.pt half-written (temporary file)
-    "replace-before:last.pt:1",  # complete temporary file, not renamed
-    "replace-after:last.pt:1",  # epoch 1 renamed, folder not fsync'ed
+    "save-mid:1",  # epoch 1: best.pt half-written (temporary file)
+    "replace-before:last.pt:1",  # epoch 1: best.pt saved, last.pt complete but not renamed
+    "metrics-before:1",  # epoch 1 checkpointed, not yet logged
     "step:1",  # resumed: first step of epoch 2
     "eval:1",  # resumed: evaluating epoch 2
+    "metrics-after:1",  # epoch 2 checkpointed and logged
+    "replace-after:last.pt:1",  # epoch 3 renamed, folder not fsync'ed, not logged
 ]
 CHAIN_B = [
     "replace-after:best.pt:1",  # epoch 1's best.pt saved, last.pt not yet
