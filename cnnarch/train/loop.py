@@ -247,10 +247,11 @@ def _train(config: TrainConfig, stack: contextlib.ExitStack, on_epoch_end, annou
         end_epoch(s, record, bar, on_epoch_end)
     if stop.requested:  # arrived during the last epoch's evaluation or checkpoint: not swallowed
         raise _interrupted(s, stop)
-    if s.run is not None and s.history:  # every rank evaluates: it all-reduces
+    if s.cfg.out is not None and s.history:  # every rank evaluates (it all-reduces); rank 0 writes
         final = evaluate(s.model, s.data, device=device, speed=s.speed)
-        s.run.write({"type": "final", "epoch": len(s.history), "step": s.step,
-                     **{k: final[k] for k in ("top1", "top5", "loss", "per_class", "n", "split")}})
+        if s.run is not None:
+            s.run.write({"type": "final", "epoch": len(s.history), "step": s.step,
+                         **{k: final[k] for k in ("top1", "top5", "loss", "per_class", "n", "split")}})
     s.model.eval()
     return TrainResult(s.model, s.history, Path(s.cfg.out) if s.cfg.out else None, s.elapsed_s,
                        s.start_epoch, list(s.data.classes))
