@@ -1,6 +1,6 @@
 """Inference: the fast path, int8, ONNX, prediction and benchmarks, in one direction of imports.
 
-    hardware -> precision -> fold -> check -> fastpath -> quantize -> api -> bench
+    hardware -> precision -> fold, reorder -> check -> fastpath -> quantize -> api -> bench
                                         check -> onnx_export;   predict (data.transform)
 
 Each module imports only modules to its left (and the library outside this package:
@@ -17,6 +17,7 @@ _EXPORTS = {
     "hardware": ("bf16_supported", "cpu_flags", "cpu_model", "machine_info"),
     "precision": ("PRECISIONS", "TRAIN_PRECISIONS", "resolve_precision", "torch_dtype"),
     "fold": ("conv_bn_pairs", "fold_bn", "fold_conv_bn_"),
+    "reorder": ("reorder_for_speed",),
     "check": ("ATOL", "RTOL", "OutputCheck", "ToleranceError", "compare_outputs"),
     "fastpath": ("InferenceModel",),
     "quantize": ("int8_available", "quantize_int8"),

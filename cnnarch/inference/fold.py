@@ -48,22 +48,6 @@ def conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
         return [(a, b) for a, b in zip(names, names[1:], strict=False)
                 if isinstance(module._modules[a], nn.Conv2d)
                 and isinstance(module._modules[b], nn.BatchNorm2d)]
-    return _undeclared_pairs(module)
-
-
-def _undeclared_pairs(module: nn.Module) -> list[tuple[str, str]]:
-    """The pairs of cnnarch's model classes that do not declare ``conv_bn_pairs`` yet."""
-    from ..models.googlenet import ConvAct
-    from ..models.resnet import BasicBlock, Bottleneck, ResNet
-
-    if isinstance(module, ResNet):
-        return [("conv1", "bn1")]
-    if isinstance(module, BasicBlock):
-        return [("conv1", "bn1"), ("conv2", "bn2")]
-    if isinstance(module, Bottleneck):
-        return [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
-    if isinstance(module, ConvAct):
-        return [("conv", "bn")]
     return []
 
 
