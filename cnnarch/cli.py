@@ -12,7 +12,6 @@ check such as ``ToleranceError``). Every other exception is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -97,11 +96,15 @@ def _add_threads(p) -> None:
                    help="CPU threads (default: 1 or all, whichever a few timed steps find faster)")
 
 
-def _apply_threads(args, device="cpu") -> None:
-    """Set the CPU thread count (--threads, or measured) and print the choice on stderr."""
+def _apply_threads(args, device="cpu") -> str:
+    """Set the CPU thread count (--threads, or measured); -> the line saying what was chosen,
+    printed by ``_note`` once the command has got past its checks (an error stays one line)."""
     from .train.threads import set_threads
 
-    line = set_threads(args.threads, device=str(device))
+    return set_threads(args.threads, device=str(device))
+
+
+def _note(line: str) -> None:
     if os.environ.get("RANK", "0") == "0":
         print(line, file=sys.stderr)
 
@@ -404,46 +407,12 @@ def _add_training_commands(sub, full: bool = True) -> None:
                             "eval": "evaluate a checkpoint or run folder: top-1/top-5, per class, "
                                     "confusion matrix"})
         return
-    from .train.config import FIELD_NAMES, FIELD_TYPES, RECIPES, field_comments
+    from .train.options import DESCRIPTION, add_train_arguments
 
-    p = sub.add_parser(
-        "train", help="train a model (digits by default); writes a run folder",
-        description="Train MODEL. Every config field is a flag (--batch-size 64) and a TOML key "
-                    "(batch_size = 64); --set key=value works for any field. Precedence: "
-                    "defaults < --recipe < --config FILE < flags. Datasets: digits, cifar10, "
-                    "cifar100, synthetic[:CxHxW:CLASSES:N], imagefolder:PATH. "
-                    f"Recipes: {', '.join(RECIPES)}.")
-    p.add_argument("model", nargs="?", metavar="MODEL",
-                   help="a registered model name (see `cnnarch models`); optional with --resume")
-    p.add_argument("--config", metavar="FILE.toml", help="read config fields from a TOML file")
-    p.add_argument("--set", dest="set_values", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config field, e.g. --set warmup_epochs=0 (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the final result as one JSON object")
+    p = sub.add_parser("train", help="train a model (digits by default); writes a run folder",
+                       description=DESCRIPTION)
+    add_train_arguments(p)
     _add_threads(p)
-    comments = field_comments()
-    for name in FIELD_NAMES:
-        if name == "model":
-            continue
-        flag = "--" + name.replace("_", "-")
-        help_text = comments.get(name, "")
-        if FIELD_TYPES[name] == "bool":
-            p.add_argument(flag, dest=f"cfg_{name}", action="store_const", const=True, default=None,
-                           help=help_text)
-            p.add_argument("--no-" + name.replace("_", "-"), dest=f"cfg_{name}",
-                           action="store_const", const=False, help=argparse.SUPPRESS)
-        else:
-            p.add_argument(flag, dest=f"cfg_{name}", default=None, metavar="VALUE", help=help_text)
-    g = p.add_argument_group("model options (shortcuts into --model-kwargs)")
-    g.add_argument("--shortcut", choices=["A", "B", "C", "none"], help="ResNet shortcut option (Sec. 3.3)")
-    g.add_argument("--norm", help="normalisation: bn | none (ResNet); lrn | bn | none (GoogLeNet)")
-    g.add_argument("--stride-at", choices=["3x3", "1x1"], help="bottleneck stride position")
-    g.add_argument("--inception", choices=["bottleneck", "naive"], help="GoogLeNet module type")
-    g.add_argument("--aux-logits", dest="aux_logits", action="store_const", const=True,
-                   help="GoogLeNet: train with the auxiliary heads")
-    g.add_argument("--no-aux-logits", dest="aux_logits", action="store_const", const=False,
-                   help="GoogLeNet: no auxiliary heads")
-    g.add_argument("--zero-init-residual", dest="zero_init_residual", action="store_const",
-                   const=True, help="ResNet: zero the last BN gamma of each block")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint or run folder: top-1/top-5, per class, "
@@ -467,84 +436,21 @@ def _add_training_commands(sub, full: bool = True) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
-def _train_config_from_args(args):
-    """Merge (saved run config) < --config file < flags into a validated TrainConfig."""
-    from .models import get_entry
-    from .train.config import FIELD_NAMES, read_toml, resolve_config
-
-    flags: dict = {}
-    for item in args.set_values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        flags[key.strip().replace("-", "_")] = value.strip()
-    for name in FIELD_NAMES:
-        value = getattr(args, f"cfg_{name}", None)
-        if value is not None:
-            flags[name] = value
-    model_options = {k: getattr(args, k) for k in ("shortcut", "norm", "stride_at", "inception",
-                                                     "aux_logits", "zero_init_residual")
-                     if getattr(args, k) is not None}
-    layers: list[dict] = []
-    resume = args.cfg_resume
-    flags.pop("resume", None)
-    if resume:
-        run = Path(resume)
-        saved = run / "config.toml" if run.is_dir() else run.parent.parent / "config.toml"
-        if not saved.is_file():
-            raise UserError(f"cannot resume: {saved} not found (is {run} a run folder?)")
-        base = read_toml(saved)
-        if args.model and args.model != base.get("model"):
-            raise UserError(f"cannot resume {run} (a {base.get('model')} run) as {args.model}")
-        layers.append(base)
-        flags.setdefault("out", str(run if run.is_dir() else run.parent.parent))
-    if args.config:
-        layers.append(read_toml(args.config))
-    if args.model:
-        flags["model"] = args.model
-    layers.append(flags)
-    model = next((layer["model"] for layer in reversed(layers) if "model" in layer), None)
-    if not model:
-        raise UserError("give a MODEL (see `cnnarch models`), a --config file that names one, "
-                        "or --resume RUN_DIR")
-    entry = get_entry(str(model))
-    if model_options:
-        kwargs = {}
-        for layer in layers:
-            mk = layer.get("model_kwargs", {})
-            if isinstance(mk, str):
-                try:
-                    mk = json.loads(mk)
-                except json.JSONDecodeError:
-                    raise UserError(f"--model-kwargs expects a JSON object, got {mk!r}") from None
-            if isinstance(mk, dict):
-                kwargs.update(mk)
-        flags["model_kwargs"] = {**kwargs, **model_options}
-    cfg = resolve_config(*layers, source="train")
-    unknown = sorted(set(cfg.model_kwargs) - set(entry.options) - {"num_classes", "in_chans"})
-    if unknown:
-        raise UserError(f"{cfg.model} has no option {', '.join(map(repr, unknown))}; valid "
-                        f"options: {', '.join(o for o in entry.options if o not in ('num_classes', 'in_chans'))}")
-    if {"num_classes", "in_chans"} & set(cfg.model_kwargs):
-        raise UserError("num_classes and in_chans come from the dataset; remove them from model_kwargs")
-    if cfg.out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        cfg = cfg.replace(out=str(Path("runs") / f"{cfg.model}-{stamp}"))
-    if resume:
-        cfg = cfg.replace(resume=str(resume))
-    return cfg
-
-
 def _cmd_train(args) -> int:
     from .train import NonFiniteLoss, train
+    from .train.config import to_toml
+    from .train.options import config_from_args
 
-    cfg = _train_config_from_args(args)
-    _apply_threads(args, cfg.device)
+    cfg = config_from_args(args)
+    if args.print_config:
+        print(to_toml(cfg), end="")
+        return 0
+    threads = _apply_threads(args, cfg.device)
     if cfg.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     t0 = time.perf_counter()
     try:
-        result = train(cfg)
+        result = train(cfg, announce=[threads])
     except NonFiniteLoss as exc:
         print(f"cnnarch train: error: {exc}", file=sys.stderr)
         return 1
@@ -556,10 +462,9 @@ def _cmd_train(args) -> int:
         print(json.dumps({"model": cfg.model, "data": cfg.data, "run_dir": str(result.run_dir),
                           "wall_s": wall, "final": last}, default=str))
     elif last:
-        print(f"{cfg.model} on {cfg.data}: {last.get('eval_split', 'test')} accuracy "
-              f"{100 * (last.get('test_acc') or 0):.2f}% (top-5 {100 * (last.get('test_top5') or 0):.2f}%), "
-              f"train error {100 * (1 - last['train_acc']):.2f}%, {last['epoch']} epochs in {wall:.1f} s; "
-              f"run folder {result.run_dir}")
+        from .train.logging import final_line
+
+        print(final_line(cfg, result))
     else:
         print(f"nothing to do: {result.run_dir} already finished its {cfg.epochs} epochs")
     return 0
@@ -574,7 +479,7 @@ def _cmd_eval(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
-    _apply_threads(args, device)
+    threads = _apply_threads(args, device)
     path = find_checkpoint(args.checkpoint, prefer="best" if args.best else "last")
     model, meta = load_model(path, device=device)
     name = args.data or meta.get("dataset") or "digits"
@@ -588,6 +493,7 @@ def _cmd_eval(args) -> int:
                         f"{meta['num_classes']} classes; {name} has {data.in_chans} and "
                         f"{data.num_classes}")
     result = evaluate(model, data, batch_size=args.batch_size, device=device)
+    _note(threads)
     if result["loss"] != result["loss"] or abs(result["loss"]) == float("inf"):
         raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")
     fast = None
@@ -807,10 +713,11 @@ def _cmd_bench(args) -> int:
 
     if args.batch < 1 or args.repeats < 1:
         raise UserError("--batch and --repeats must be >= 1")
-    _apply_threads(args, args.device)
+    threads = _apply_threads(args, args.device)
     result = bench(args.model, args.mode, args.batch, args.input_size, precision=args.precision,
                    compile=args.compile, channels_last=args.channels_last, fold_bn=args.fold_bn,
                    device=args.device, repeats=args.repeats)
+    _note(threads)
     print(json.dumps(result.to_dict()) if args.json else result)
     return 0
 
@@ -839,9 +746,10 @@ def _cmd_export(args) -> int:
     from .inference.onnx_export import ONNX_DEFAULT_OPSET, check_opset, export_onnx
 
     opset = check_opset(ONNX_DEFAULT_OPSET if args.opset is None else args.opset)
-    _apply_threads(args)
+    threads = _apply_threads(args)
     model, transform = _load_for_inference(args.checkpoint, args.weights)
     report = export_onnx(model, args.onnx, transform, opset=opset)
+    _note(threads)
     print(json.dumps(report.to_dict()) if args.json else report)
     return 0
 
@@ -851,8 +759,9 @@ def _cmd_predict(args) -> int:
     from .train.distributed import resolve_device
 
     device = resolve_device(args.device)
-    _apply_threads(args, device)
+    threads = _apply_threads(args, device)
     model, transform = _load_for_inference(args.checkpoint, args.weights, device)
     results = predict_files(model, transform, args.images, top_k=args.top_k, device=device)
+    _note(threads)
     print(json.dumps(results) if args.json else format_predictions(results))
     return 0
