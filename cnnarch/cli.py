@@ -120,7 +120,7 @@ def _input_size(text: str) -> tuple[int, int, int]:
     return parts
 
 
-# --- models, summary, inception-cost (issue 2) --------------------------------------------
+# --- models, summary, inception-cost -------------------------------------------------------
 
 
 def _add_model_commands(sub) -> None:
@@ -398,7 +398,7 @@ def _cmd_inception_cost(args) -> int:
     return 0
 
 
-# --- train, eval (issue 3) -----------------------------------------------------------------
+# --- train, eval ----------------------------------------------------------------------------
 
 
 def _add_training_commands(sub, full: bool = True) -> None:
@@ -522,7 +522,7 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-# --- experiment, reproduce (issue 4) -------------------------------------------------------
+# --- experiment, reproduce ------------------------------------------------------------------
 
 
 def _add_experiment_commands(sub, full: bool = True) -> None:
@@ -634,7 +634,7 @@ def _cmd_experiment(args) -> int:
     return _run_reproduce(args, [args.name])
 
 
-# --- bench, export, predict (issue 5) ------------------------------------------------------
+# --- bench, export, predict -----------------------------------------------------------------
 
 
 def _add_speed_commands(sub) -> None:

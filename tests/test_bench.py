@@ -35,7 +35,7 @@ def test_timing_median_and_spread():
 
 
 def test_flops_match_the_reference_macs():
-    # REFERENCE.md: ResNet-18 1.814 GMACs at 224x224; FLOPs = 2 x MACs (conv + linear only).
+    # docs/reference.md: ResNet-18 1.814 GMACs at 224x224; FLOPs = 2 x MACs (conv + linear only).
     flops = count_flops(create_model("resnet18"), torch.randn(1, 3, 224, 224))
     assert abs(flops / 2e9 - 1.814) < 0.001
 

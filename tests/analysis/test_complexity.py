@@ -1,4 +1,4 @@
-"""Complexity accounting: exact MACs from REFERENCE.md, hooks vs FlopCounterMode, Table 1 rows
+"""Complexity accounting: exact MACs from docs/reference.md, hooks vs FlopCounterMode, Table 1 rows
 against closed-form formulas, the lecture's Inception cost example."""
 
 import pytest
@@ -25,7 +25,7 @@ from cnnarch.analysis.complexity import (
 from cnnarch.errors import UserError
 from cnnarch.models import MODELS, TABLE1, create_model, list_models
 
-# REFERENCE.md, GMACs to 3 decimals -> the exact integer our counter gives (single image).
+# docs/reference.md, GMACs to 3 decimals -> the exact integer our counter gives (single image).
 EXACT_MACS = [
     ("resnet18", {}, 1.814, 1_814_073_344),
     ("resnet34", {}, 3.664, 3_663_761_408),
@@ -59,7 +59,7 @@ def test_params_without_aux(name, params):
 def test_aux_heads_counted_in_training_mode():
     plain, aux = complexity("googlenet_tv"), complexity("googlenet_tv", aux=True)
     assert aux.training and not plain.training
-    assert aux.params == 13_004_888  # REFERENCE.md: torchvision with aux heads
+    assert aux.params == 13_004_888  # docs/reference.md: torchvision with aux heads
     paper_plain, paper_aux = complexity("googlenet"), complexity("googlenet", aux=True)
     # Sec. 5 heads on a 4x4 map: 1x1 conv 128, FC 2048->1024, FC 1024->1000.
     head = 128 * 16 * 512 + 2048 * 1024 + 1024 * 1000, 128 * 16 * 528 + 2048 * 1024 + 1024 * 1000

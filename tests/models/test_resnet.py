@@ -1,4 +1,4 @@
-"""ResNet: exact parameter counts (REFERENCE.md), shortcut options, plain twins, shapes."""
+"""ResNet: exact parameter counts (docs/reference.md), shortcut options, plain twins, shapes."""
 
 import pytest
 import torch
