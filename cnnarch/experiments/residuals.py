@@ -80,11 +80,19 @@ def judge_shrinks(m: dict) -> PartResult:
     ok, bits = True, []
     for d in map(str, m["depths"]):
         r0, r1 = m["mean_ratio_init"][d], m["mean_ratio_final"][d]
-        holds = all(b < a for a, b in zip(r0, r1, strict=True))
+        p0, p1 = m["plain_ratio_init"][d], m["plain_ratio_final"][d]
+        holds = all(b < a and b / a < q / p for a, b, p, q in zip(r0, r1, p0, p1, strict=True))
         ok &= holds
         bits.append(f"ResNet-{d} {' / '.join(f'{a:.3f} -> {b:.3f}' for a, b in zip(r0, r1, strict=True))}"
-                    f" ({'shrinks' if holds else 'does not shrink'} in every seed)")
+                    f" vs plain-{d} {' / '.join(f'{a:.3f} -> {b:.3f}' for a, b in zip(p0, p1, strict=True))}"
+                    f" ({'shrinks more' if holds else 'does not shrink more'} in every seed)")
     return verdict_if(ok, "mean ||F(x)||/||x||, initialisation -> trained, per seed: " + "; ".join(bits))
+
+
+def judge_shrinks_v2(m: dict) -> PartResult:
+    ok = all(all(b < a for a, b in zip(m["mean_ratio_init"][d], m["mean_ratio_final"][d], strict=True))
+             for d in map(str, m["depths"]))
+    return verdict_if(ok, "ResNet mean ||F(x)||/||x|| below its init value, every depth and seed")
 
 
 def judge_shrinks_v1(m: dict) -> PartResult:
@@ -135,6 +143,8 @@ def run(ctx) -> dict:
     std = {n: [] for n in names}
     ratio_init = {str(d): [] for d in depths}
     ratio_final = {str(d): [] for d in depths}
+    plain_init = {str(d): [] for d in depths}
+    plain_final = {str(d): [] for d in depths}
     ratio_curves, profiles = {}, {}
     to_target = {n: [] for n in names}
     final_test = {n: [] for n in names}
@@ -154,8 +164,12 @@ def run(ctx) -> dict:
             ratio_init[str(d)].append(per_epoch[0])
             ratio_final[str(d)].append(per_epoch[-1])
             ratio_curves.setdefault(str(d), {})[str(seed)] = per_epoch
+            plain = [_mean(r) for r in runs[f"plain{d}"]["ratios"]]
+            plain_init[str(d)].append(plain[0])
+            plain_final[str(d)].append(plain[-1])
     m = {"seeds": list(ctx.seeds), "depths": depths, "mean_response_std": std,
          "mean_ratio_init": ratio_init, "mean_ratio_final": ratio_final,
+         "plain_ratio_init": plain_init, "plain_ratio_final": plain_final,
          "epochs_to_target": to_target, "target_error": TARGET_ERROR,
          "final_test_error": final_test, "chance_error": 1 - 1 / ds.num_classes}
     return {"measurements": {"R4": m},
@@ -193,11 +207,17 @@ register(Claim(
                                     "gamma after 15 epochs); the paper reads Fig. 7 as deeper "
                                     "ResNets' layers modifying the signal less")),
           trained=True),
-     Part("shrinks", Rule(2, "mean ||F(x)||/||x|| after training is below its value at "
-                             "initialisation, for every depth and every seed" + _GATE, judge_shrinks,
-                          why_changed="v1 judged only the deepest ResNet in one seed"),
+     Part("shrinks", Rule(3, "the ResNet's mean ||F(x)||/||x|| after training is below its value at "
+                             "initialisation and shrinks by a larger factor than its plain twin's "
+                             "(F the same block without the shortcut), for every depth and every "
+                             "seed" + _GATE, judge_shrinks,
+                          why_changed="v2 held under the plain-twins control: ||F(x)||/||x|| shrinks "
+                                      "with training in plain nets too"),
           history=(Rule(1, "the deepest ResNet's mean ||F(x)||/||x|| shrinks from init (one seed)",
-                        judge_shrinks_v1),), trained=True),
+                        judge_shrinks_v1),
+                   Rule(2, "mean ||F(x)||/||x|| below its init value, every depth and seed",
+                        judge_shrinks_v2, why_changed="v1 judged only the deepest ResNet in one seed")),
+          trained=True),
      Part("faster", Rule(1, f"each ResNet reaches {pct(TARGET_ERROR)} training error in fewer epochs "
                             "than its plain twin, in every seed (a plain net that never reaches it "
                             "counts as slower); inconclusive if no network reaches it" + _GATE,

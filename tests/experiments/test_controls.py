@@ -37,7 +37,7 @@ def test_plain_twins_control_never_reproduces(tmp_path):
 
     from cnnarch.experiments.reproduce import reproduce
 
-    scale = Scale("tiny-control", depths=(20, 32), epochs=2, batch_size=64, lr=0.05, weight_decay=1e-4,
+    scale = Scale("tiny-control", depths=(20, 32), epochs=4, batch_size=64, lr=0.05, weight_decay=1e-4,
                   schedule="cosine", warmup_epochs=0.0, probe_images=32, jacobian_blocks=2,
                   timing_repeats=1, seeds=2)
     threads = torch.get_num_threads()
@@ -50,7 +50,8 @@ def test_plain_twins_control_never_reproduces(tmp_path):
     # the shallow net learned: the rules were judged, not gated
     assert max(results["measurements"]["R2"]["final_test_error"]["resnet20"]) < 0.45
     for cid, name, part in _trained_parts(results, {"R1", "R2", "R4", "R5"}):
-        if "plain-twins" in next(c for c in claims() if c.id == cid).controls:
-            assert part["verdict"] != REPRODUCED, (cid, name, part["reason"])
+        if (cid, name) == ("R2", "plain-degrades"):  # about the plain nets: the control leaves it as is
+            continue
+        assert part["verdict"] != REPRODUCED, (cid, name, part["reason"])
     for cid in ("R4", "R5"):
         assert results["claims"][cid]["verdict"] != REPRODUCED, results["claims"][cid]["reason"]

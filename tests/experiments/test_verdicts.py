@@ -94,6 +94,8 @@ def _r4(std=None, r0=(0.5, 0.5, 0.5), r1=(0.3, 0.3, 0.3), ep=None, test=0.05):
     return {"seeds": [0, 1, 2], "depths": [20, 56], "mean_response_std": std,
             "mean_ratio_init": {"20": list(r0), "56": list(r0)},
             "mean_ratio_final": {"20": list(r1), "56": list(r1)},
+            "plain_ratio_init": {"20": [1.3] * 3, "56": [1.3] * 3},
+            "plain_ratio_final": {"20": [1.28] * 3, "56": [1.28] * 3},
             "epochs_to_target": ep, "target_error": 0.1, "chance_error": 0.9,
             "final_test_error": {k: [test] * 3 for k in ("plain20", "resnet20", "plain56", "resnet56")}}
 
@@ -111,6 +113,10 @@ def test_r4_parts():
     twin_ep = {"plain20": [8, 7, 8], "resnet20": [8, 7, 8], "plain56": [None] * 3, "resnet56": [None] * 3}
     assert _v(residuals.judge_faster, _r4(ep=twin_ep)) == NOT_REPRODUCED
     assert _v(residuals.judge_faster, _r4(ep={k: [None] * 3 for k in twin_ep})) == INCONCLUSIVE
+    # plain-twins control: the ResNet's ratio shrinks only as much as the plain twin's
+    twin = _r4(r0=(1.3, 1.3, 1.3), r1=(1.28, 1.28, 1.28))
+    assert _v(residuals.judge_shrinks, twin) == NOT_REPRODUCED
+    assert _v(residuals.judge_shrinks_v2, twin) == REPRODUCED  # why v2 was replaced
     # the residual grows in one seed
     assert _v(residuals.judge_shrinks, _r4(r1=(0.3, 0.6, 0.3))) == NOT_REPRODUCED
     # v2 of by-depth holds on numbers where v3 fails (the reason it was replaced)
