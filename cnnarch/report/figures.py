@@ -7,12 +7,15 @@ Trained measurements are drawn with their seed spread: one thin line (or one dot
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ..train.checkpoint import atomic_write_bytes  # noqa: E402
 
 PLAIN, RESNET = "#c0392b", "#2471a3"
 COLORS = ["#2471a3", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085"]
@@ -28,9 +31,10 @@ def _label(name: str) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, lambda f: f.write(buf.getbuffer()))
 
 
 # --- GoogLeNet ---------------------------------------------------------------------------------

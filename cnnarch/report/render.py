@@ -20,6 +20,8 @@ import json
 import math
 from pathlib import Path
 
+from ..train.checkpoint import atomic_write_text
+
 VERDICT_CLASS = {"reproduced": "ok", "not reproduced": "no", "inconclusive": "open"}
 
 CSS = """
@@ -94,10 +96,7 @@ def write_results(results: dict, out: Path) -> Path:
         if c["verdict"] not in (*VERDICTS, "not run"):
             raise ValueError(f"claim {cid}: verdict {c['verdict']!r}")
     path = out / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(results, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o):
@@ -164,9 +163,7 @@ def write_markdown(results: dict, out: Path) -> Path:
     for name, text in results.get("controls", {}).items():
         used = [cid for cid, c in claims.items() if name in c.get("controls", [])]
         lines.append(f"- **{name}** ({text}): {', '.join(used) or 'no claim'}")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 def _data_uri(png: Path) -> str:
@@ -228,6 +225,4 @@ must not say "reproduced"; the test suite runs every control at a tiny scale and
 <footer>Every verdict is computed from the measured numbers by the rule printed with it.
 Raw numbers: results.json.</footer></body></html>
 """
-    path = out / "report.html"
-    path.write_text(page)
-    return path
+    return atomic_write_text(out / "report.html", page)

@@ -108,3 +108,40 @@ def test_html_renders_in_headless_chromium(tiny_report, tmp_path):
     assert rendered, "the probe script did not run"
     assert int(rendered.group(2)) == n_images > 0
     assert rendered.group(1) == rendered.group(2), f"figures rendered: {rendered.group(0)}"
+
+
+def test_report_files_are_written_atomically(tiny_report, tmp_path, monkeypatch):
+    """A write that fails midway (disk full) leaves the earlier report whole and no temp file."""
+    import errno
+    import shutil
+
+    from cnnarch.report import render
+    from cnnarch.train.checkpoint import StorageError
+
+    out, results = tiny_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    before = {n: (copy / n).read_bytes() for n in ("report.html", "report.md", "results.json")}
+    real_fdopen = render.atomic_write_text.__globals__["os"].fdopen
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.f = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(render.atomic_write_text.__globals__["os"], "fdopen", FullDisk)
+    for write in (render.write_html, render.write_markdown, render.write_results):
+        with pytest.raises(StorageError, match=r"cannot write .*: No space left"):
+            write(results, copy)
+    monkeypatch.undo()
+    assert {n: (copy / n).read_bytes() for n in before} == before
+    assert not [p.name for p in copy.iterdir() if p.name.endswith(".tmp")]
