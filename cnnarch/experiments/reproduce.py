@@ -27,20 +27,10 @@ def environment(device: str = "cpu") -> dict:
     import numpy
     import torchvision
 
-    flags = []
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu in ("", platform.machine()):
-                    cpu = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    flags = sorted(have & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "avx512_vnni"})
-                    break
-    except OSError:
-        pass
-    from ..train.loop import cpu_has_bf16
+    from ..inference.hardware import bf16_supported, cpu_flags, cpu_model
+
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma",
+                                  "avx512_vnni"})
 
     dev = device
     if device == "auto":
@@ -50,7 +40,7 @@ def environment(device: str = "cpu") -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": numpy.__version__,
             "platform": platform.platform(), "device": dev, "threads": torch.get_num_threads(),
-            "cpu": cpu, "cpu_flags": flags, "cpu_bf16": cpu_has_bf16(), "cpu_count": os.cpu_count()}
+            "cpu": cpu_model(), "cpu_flags": flags, "cpu_bf16": bf16_supported("cpu"), "cpu_count": os.cpu_count()}
 
 
 def _check_names(only) -> list[str]:
