@@ -260,7 +260,7 @@ def _draw(measured: dict, data: dict, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report.figures import plt, save_figure
 
     curves = data.get("aux-heads", {}).get("curves", {}).get("bn", {})
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -287,10 +287,7 @@ def _draw(measured: dict, data: dict, path):
     ax.set_xticks(list(pos), layers, rotation=30, fontsize=8)
     ax.set(ylabel="||grad(main+aux)|| / ||grad(main)||", title="extra gradient from the aux losses")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 register(Claim(

@@ -149,7 +149,7 @@ def _draw(measured: dict, data: dict, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report.figures import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     names = ("preact_resnet56", "resnet56", "preact_resnet20_scale")
@@ -170,10 +170,7 @@ def _draw(measured: dict, data: dict, path):
     ax.set_yscale("log")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set(ylabel="head->stem gradient factor", title="at init, one dot per seed")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 register(Claim(

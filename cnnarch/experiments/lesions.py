@@ -112,7 +112,7 @@ def _draw(measured: dict, data: dict, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report.figures import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     d = measured["depth"]
@@ -131,10 +131,7 @@ def _draw(measured: dict, data: dict, path):
         ax.legend(fontsize=8)
     axes[0].set(xlabel="block deleted (index)", title="one block deleted (one line per seed)")
     axes[1].set(xlabel="number of blocks deleted", title="k random blocks deleted (mean)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 register(Claim(

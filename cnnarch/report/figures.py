@@ -29,7 +29,7 @@ def _label(name: str) -> str:
     return f"{'plain' if name.startswith('plain') else 'ResNet'}-{_depth(name)}"
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -54,7 +54,7 @@ def cost_bars(g1: dict, data: dict, path: Path) -> Path:
         ax.set_title(title)
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def inception_branches(g2: dict, data: dict, path: Path) -> Path:
@@ -77,7 +77,7 @@ def inception_branches(g2: dict, data: dict, path: Path) -> Path:
                  f"(3a measured: {' + '.join(map(str, g2['branch_depths']))} = {g2['output_shape'][0]})",
                  fontsize=10)
     ax.legend(fontsize=8, ncol=4)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def naive_module(g3: dict, data: dict, path: Path) -> Path:
@@ -102,7 +102,7 @@ def naive_module(g3: dict, data: dict, path: Path) -> Path:
     axes[1].set_title("depth after each stacked module", fontsize=10)
     axes[1].legend(fontsize=8)
     axes[1].grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def bottleneck_modules(g4: dict, data: dict, path: Path) -> Path:
@@ -127,7 +127,7 @@ def bottleneck_modules(g4: dict, data: dict, path: Path) -> Path:
     axes[1].set_title(f"GoogLeNet (224x224): MACs per module (M, log); whole net "
                       f"{g4['network_saving']:.1f}x fewer", fontsize=10)
     axes[1].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def aux_heads(curves: dict, measured: dict, path: Path) -> Path:
@@ -151,7 +151,7 @@ def aux_heads(curves: dict, measured: dict, path: Path) -> Path:
     axes[1].set_xticks(list(x), t["layers"], fontsize=8)
     axes[1].set_title("gradient norm reaching the lower layers (trained net)", fontsize=10)
     axes[1].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- ResNet ------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def final_errors(r1: dict, path: Path) -> Path:
         ax.set_title(f"{title} (%, dots: seeds, bar: mean)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def degradation(curves: dict, depths: list[int], path: Path) -> Path:
@@ -195,7 +195,7 @@ def degradation(curves: dict, depths: list[int], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("error (%)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def twins(r3: dict, path: Path) -> Path:
@@ -217,7 +217,7 @@ def twins(r3: dict, path: Path) -> Path:
     lo = min(sc.values()) / 1e6
     axes[1].set_ylim(lo * 0.98, max(sc.values()) / 1e6 * 1.01)
     axes[1].set_title("ResNet-34 parameters (M) by shortcut option", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def responses(profiles: dict, ratio_curves: dict, r4: dict, path: Path) -> Path:
@@ -251,7 +251,7 @@ def responses(profiles: dict, ratio_curves: dict, r4: dict, path: Path) -> Path:
     axes[2].set_ylim(bottom=0)
     axes[2].set_title(f"epochs to {100 * r4['target_error']:.0f} % training error (dots: seeds)", fontsize=10)
     axes[2].grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _profiles(ax, by_size: dict, title: str, native: str) -> None:
@@ -309,4 +309,4 @@ def gradient_flow(r5: dict, path: Path) -> Path:
                  "min-max bar, median dot", fontsize=10)
     if jac:
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
