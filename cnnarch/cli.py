@@ -530,12 +530,16 @@ def _add_experiment_commands(sub, full: bool = True) -> None:
         _placeholders(sub, {"reproduce": "run one experiment per lecture claim and write the report",
                             "experiment": "run one experiment of `reproduce` and write its report"})
         return
-    scales = ["quick", "full"]
+    from .experiments.claims import CONTROLS, claim_ids, experiments
+    from .experiments.scales import SCALES
+
+    scales = list(SCALES)
 
     def common(p, default_out: str | None) -> None:
         p.add_argument("--scale", choices=scales, default="quick",
-                       help="quick: digits-sized, minutes on a CPU (make demo); full: the paper's "
-                            "CIFAR recipe and depths 20-110 (hours on one GPU)")
+                       help="quick: digits, minutes on a CPU (make demo); standard: digits, what "
+                            "quick leaves out (trained GoogLeNet and ablations, about 20 minutes on "
+                            "2 cores); full: the papers' CIFAR recipe and depths 20-110 (hours on one GPU)")
         p.add_argument("--data", default="digits",
                        help="digits (bundled, default) | cifar10 | cifar100 | synthetic[:CxHxW:K:N]")
         p.add_argument("--data-dir", default=None, help="folder/archive for CIFAR")
@@ -551,8 +555,9 @@ def _add_experiment_commands(sub, full: bool = True) -> None:
         p.add_argument("--iterations", type=_positive_int, default=0, metavar="N",
                        help="stop every trained run after N optimizer steps (default: the scale's)")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (training runs)")
-
-    from .experiments.claims import claim_ids, experiments
+        p.add_argument("--control", choices=sorted(CONTROLS), default="",
+                       help="run under a negative control, under which no trained rule may say "
+                            "reproduced: " + "; ".join(f"{k}: {v}" for k, v in sorted(CONTROLS.items())))
 
     exps = experiments()
     p = sub.add_parser(
@@ -609,7 +614,8 @@ def _run_reproduce(args, only) -> int:
     command = "cnnarch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cnnarch") else ""
     results = reproduce(args.scale, args.data, out, seed=args.seed, seeds=args.seeds,
                         data_dir=args.data_dir, device=args.device, only=only,
-                        models=args.models, iterations=args.iterations, command=command)
+                        models=args.models, iterations=args.iterations, control=args.control,
+                        command=command)
     if not args.out:  # reports/latest -> the newest report
         latest = Path("reports") / "latest"
         try:
