@@ -9,14 +9,20 @@ aside first, train/rundir.py).
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import logging
 import math
 import os
+import socket
+import struct
 import sys
+import time
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
+from ..errors import UserError
+from .checkpoint import atomic_write_text, storage_error
 
 log = logging.getLogger("cnnarch.train")
 
@@ -70,26 +76,85 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 
 
 class TensorBoard:
-    """Thin wrapper: scalars per epoch (and per progress update); a no-op when disabled."""
+    """Scalars per epoch (and per progress update) in a TensorBoard event file; a no-op when
+    disabled.
+
+    The events are written here, in the calling thread, one ``os.write`` per event on an
+    ``O_APPEND | O_NOFOLLOW`` descriptor of a new file (``O_EXCL``) in ``RUN/tensorboard/``
+    (never a symlink). So a full, read-only or forbidden disk is a ``StorageError`` raised at
+    the write that failed (one line naming the event file), not a traceback from a writer
+    thread noticed later. The record framing is TensorFlow's (length, masked CRC-32C of it,
+    the ``Event`` proto, masked CRC-32C of that). ``purge_step`` starts the file with a
+    ``SessionLog.START`` at that step: TensorBoard then drops what an earlier session logged
+    from that step on (the part of the run that a resume redoes).
+    """
+
+    FILE_VERSION = "brain.Event:2"
 
     def __init__(self, run_dir: Path | None, purge_step: int | None = None):
-        self.writer = None
-        if run_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+        self.fd: int | None = None
+        self.path: Path | None = None
+        if run_dir is None:
+            return
+        folder = Path(run_dir) / "tensorboard"
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise (storage_error(exc, folder) or exc) from None
+        if folder.is_symlink() or not folder.is_dir():
+            raise UserError(f"{folder} is not a folder of ours (a symbolic link or a file); "
+                            "refusing to write through it")
+        self.path = folder / (f"events.out.tfevents.{int(time.time()):010d}."
+                              f"{socket.gethostname()}.{os.getpid()}.{next(_EVENT_FILES)}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise (storage_error(exc, self.path) or exc) from None
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
+        self._write(Event(wall_time=time.time(), step=purge_step or 0, file_version=self.FILE_VERSION))
+        if purge_step is not None:
+            self._write(Event(wall_time=time.time(), step=purge_step,
+                              session_log=SessionLog(status=SessionLog.START)))
 
     def scalars(self, values: dict, step: int, prefix: str = "") -> None:
-        if self.writer is None:
+        if self.fd is None:
             return
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                self.writer.add_scalar(f"{prefix}{k}", v, step)
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[
+            Summary.Value(tag=f"{prefix}{k}", simple_value=float(v)) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)])
+        if summary.value:
+            self._write(Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def _write(self, event) -> None:
+        data = _record(event.SerializeToString())
+        try:
+            n = os.write(self.fd, data)
+            if n != len(data):  # a regular file takes it whole unless the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        except OSError as exc:
+            raise (storage_error(exc, self.path) or exc) from None
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+_EVENT_FILES = itertools.count()
+
+
+def _record(data: bytes) -> bytes:
+    """One TFRecord: uint64 length, masked CRC-32C of the length, data, masked CRC-32C of data."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    header = struct.pack("<Q", len(data))
+    return (header + struct.pack("<I", masked_crc32c(header)) + data
+            + struct.pack("<I", masked_crc32c(data)))
 
 
 def progress_bar(total: int, initial: int, enabled: bool):
