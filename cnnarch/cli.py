@@ -178,29 +178,12 @@ def _print_table(header: list[str], rows: list[list], right: set[int] = frozense
 
 
 def _cmd_models(args) -> int:
-    from .models import get_entry, list_models
-    from .models.registry import CONVENTION
+    from . import model_catalog  # the registered facts, read without torch
 
-    names = list_models(args.pattern)
-    if not names:
+    catalog = model_catalog(args.pattern)
+    if not catalog.rows:
         raise UserError(f"no registered model matches {args.pattern!r} (see `cnnarch models`)")
-    rows = []
-    for name in names:
-        entry = get_entry(name)  # params and MACs are registered facts: nothing is computed
-        rows.append({"name": name, "family": entry.family, "input_size": list(entry.input_size),
-                     "depth": entry.depth, "params": entry.params, "macs": entry.macs,
-                     "flops": entry.flops, "options": dict(entry.defaults),
-                     "description": entry.description})
-    note = ("GoogLeNet models are counted without their auxiliary classifiers, which run in "
-            "training only (see `cnnarch summary googlenet --aux`)")
-    if args.json:
-        print(json.dumps({"convention": CONVENTION, "note": note, "models": rows}, indent=2))
-        return 0
-    print(f"Registered models at their native input size. {CONVENTION}.")
-    _print_table(["model", "family", "input", "params", "MACs", "description"],
-                 [[r["name"], r["family"], _fmt_shape(r["input_size"]), f"{r['params']:,}",
-                   _fmt_macs(r["macs"]), r["description"]] for r in rows], right={3, 4})
-    print(note + ".")
+    print(json.dumps(catalog.to_dict(), indent=2) if args.json else catalog.render())
     return 0
 
 

@@ -1,6 +1,8 @@
 """`cnnarch models`, `summary`, `inception-cost`: output, JSON schema, exit codes."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -138,3 +140,15 @@ def test_bad_input_exit_2_one_line(argv, needle, capsys):
     assert out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
     assert needle in err
+
+
+@pytest.mark.parametrize("argv", [["models"], ["models", "resnet*", "--json"], ["--help"]])
+def test_listing_does_not_import_torch(argv):
+    code = ("import sys; from cnnarch.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "import cnnarch; cnnarch.list_models('resnet*')\n"
+            "assert 'torch' not in sys.modules, 'list_models imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "resnet50" in done.stdout or "usage" in done.stdout

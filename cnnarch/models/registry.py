@@ -6,7 +6,8 @@ its one positional parameter. ``register_model`` records, beside it, one entry p
 family, native input size, depth, and two facts verified by the test suite over the whole
 registry: the parameter count and the multiply-adds of one image at the native size (conv
 and linear layers only; GoogLeNets without their auxiliary heads, which run in training
-only). ``cnnarch models`` prints these facts and computes nothing.
+only). ``cnnarch models`` prints these facts from the catalog they are copied into
+(``cnnarch.models.catalog``), so it computes nothing and needs no torch.
 
 ``create_model`` checks the name, every option's name and type (from the builder's
 annotations) and raises ``UserError`` naming the bad one.
@@ -31,6 +32,9 @@ from ..errors import UserError
 # How ``params`` and ``macs`` are counted (cnnarch.analysis.complexity counts them so).
 CONVENTION = ("MACs = multiply-adds of conv + linear layers only (the papers' convention; "
               "BN, pooling, ReLU, additions and biases not counted), one image; FLOPs = 2 x MACs")
+# What ``params`` and ``macs`` leave out of the GoogLeNets.
+AUX_NOTE = ("GoogLeNet models are counted without their auxiliary classifiers, which run in "
+            "training only (see `cnnarch summary googlenet --aux`)")
 
 
 @dataclass(frozen=True)
