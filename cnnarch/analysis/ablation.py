@@ -20,12 +20,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 BRANCHES = ("1x1", "3x3", "5x5", "pool")  # branch1 .. branch4 of Inception (Fig. 2)
 
 
 def _module_branches(model: nn.Module) -> dict[str, list[nn.Module]]:
     if not hasattr(model, "inception_modules"):
-        raise ValueError(f"{type(model).__name__} has no inception_modules(); use a GoogLeNet")
+        raise UserError(f"{type(model).__name__} has no inception_modules(); use a GoogLeNet")
     return {key: [m.branch1, m.branch2, m.branch3, m.branch4]
             for key, m in model.inception_modules().items()}
 
@@ -59,9 +61,10 @@ def branch_ablation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                     batch_size: int = 500) -> BranchAblation:
     """Zero each branch of each Inception module in turn (eval mode) and measure the drop."""
     work = copy.deepcopy(model).float().eval()
+    modules = _module_branches(work)
     base = _accuracy(work, images, labels, batch_size)
     drop: dict[str, dict[str, float]] = {}
-    for key, branches in _module_branches(work).items():
+    for key, branches in modules.items():
         drop[key] = {}
         for name, branch in zip(BRANCHES, branches, strict=True):
             handle = branch.register_forward_hook(_zero_output)

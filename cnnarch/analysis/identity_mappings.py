@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 def jacobian_gap(block: nn.Module, x: torch.Tensor, *, probes: int = 4, seed: int = 0) -> float:
     """Mean over ``probes`` random directions of ||(J - I) v - J_F v|| / ||J_F v||, where J is
@@ -24,7 +26,7 @@ def jacobian_gap(block: nn.Module, x: torch.Tensor, *, probes: int = 4, seed: in
     from torch.func import jvp
 
     if not hasattr(block, "residual"):
-        raise ValueError(f"{type(block).__name__} has no residual(x)")
+        raise UserError(f"{type(block).__name__} has no residual(x)")
     was = block.training
     block.eval()
     g = torch.Generator().manual_seed(seed)

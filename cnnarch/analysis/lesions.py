@@ -24,11 +24,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 def _named_blocks(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     """(parent, attribute name, block) for every block of ``model.blocks()``, stem to head."""
     if not hasattr(model, "blocks"):
-        raise ValueError(f"{type(model).__name__} has no .blocks(); use a ResNet or plain model")
+        raise UserError(f"{type(model).__name__} has no .blocks(); use a ResNet or plain model")
     wanted = {id(b): i for i, b in enumerate(model.blocks())}
     found: list[tuple[int, nn.Module, str, nn.Module]] = []
     for parent in model.modules():

@@ -7,15 +7,18 @@ Every scale, at initialisation (BN statistics calibrated on real images), per se
   in the original ResNet-56 (its ReLU after the addition);
 (gradient) the head->stem gradient factor ||dL/dx_0|| / ||dL/dx_L|| of pre-activation and
   original ResNet-56 and -110.
-Where the scale trains them (``preact_trained``): the shortcut ablation of the paper's
-Table 1 on pre-activation ResNet-20 (identity vs constant scaling 0.5 vs 1x1 convolution on
-every identity shortcut), trained with the twins' recipe; final training error.
+Where the scale trains them (``preact_trained``), per seed with the twins' recipe:
+(gradient-trained) the head->stem factor of the trained pre-activation ResNet-56, beside
+  the original ResNet-56 of the twins (same recipe, same seed);
+(shortcut-ablation) the paper's Table 1 on pre-activation ResNet-20 (identity vs constant
+  scaling 0.5 vs 1x1 convolution on every identity shortcut); final training error.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ._seeds import per_seed
 from .claims import (
     NOT_TESTED,
     Claim,
@@ -37,6 +40,8 @@ EXACT = 1e-4  # relative gap below which J - I equals dF/dx (float32 rounding)
 NOT_EXACT = 0.01  # relative gap above which it does not
 GRAD_LOW = 1.0  # the gradient does not shrink from head to stem (Eq. 5's additive term)
 DEPTHS = (56, 110)
+TRAINED_DEPTH = 56  # after training: pre-activation vs original ResNet-56 (110 costs 2x more)
+LEARNED_FRACTION = 0.5  # a network learned if its test error < half the chance error
 SHORTCUTS = ("identity", "scale", "conv")  # Table 1 rows: original, constant scaling, 1x1 conv
 
 
@@ -57,7 +62,8 @@ def run(ctx) -> dict:
     ds = ctx.dataset()
     x, y = probe_batch(ds, min(sc.probe_images, 128), split="train")
     jx = x[:8]
-    m = {"seeds": list(ctx.seeds), "gaps": [], "factors": [], "ablation": None}
+    m = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "gaps": [], "factors": [],
+         "ablation": None, "trained": None}
     for seed in ctx.seeds:
         gaps, factors = {}, {}
         for name in ("preact_resnet56", "resnet56"):
@@ -74,15 +80,47 @@ def run(ctx) -> dict:
         ctx.progress.say(f"  seed {seed}: Jacobian gaps {({k: max(v) for k, v in gaps.items()})}, "
                          f"head->stem factors {factors}")
     if sc.preact_trained:
-        ablation = {k: [] for k in SHORTCUTS}
-        for seed in ctx.seeds:
-            for kind in SHORTCUTS:
-                ctx.progress.say(f"training preact_resnet20 with {kind} shortcuts, seed {seed}")
-                run_ = ctx.train("preact_resnet20", seed=seed, tag=f"preact20-{kind}",
-                                 model_kwargs={"identity_shortcut": kind})
-                ablation[kind].append(1.0 - run_.history[-1]["train_acc"])
-        m["ablation"] = ablation
+        by_seed = per_seed(ctx, b1_trained_seed)
+        res = [by_seed[s] for s in ctx.seeds]
+        m["ablation"] = {k: [r["ablation"][k] for r in res] for k in SHORTCUTS}
+        m["trained"] = _trained_factors(ctx, res, x, y)
     return {"measurements": {"B1": m}, "data": {}}
+
+
+def b1_trained_seed(ctx, seed: int) -> dict:
+    """One seed, the twins' recipe: pre-activation ResNet-20 with each shortcut of Table 1
+    (final training error), and pre-activation ResNet-56 (its head->stem factor after training
+    and its final test error)."""
+    from ..analysis.identity_mappings import head_to_stem_factor
+
+    ds = ctx.dataset()
+    x, y = probe_batch(ds, min(ctx.scale.probe_images, 128), split="train")
+    ablation = {}
+    for kind in SHORTCUTS:
+        ctx.progress.say(f"training preact_resnet20 with {kind} shortcuts, seed {seed}")
+        run_ = ctx.train("preact_resnet20", seed=seed, tag=f"preact20-{kind}",
+                         model_kwargs={"identity_shortcut": kind})
+        ablation[kind] = 1.0 - run_.history[-1]["train_acc"]
+    ctx.progress.say(f"training preact_resnet56, seed {seed}")
+    pre = ctx.train(f"preact_resnet{TRAINED_DEPTH}", seed=seed, tag=f"preact{TRAINED_DEPTH}")
+    return {"ablation": ablation,
+            "preact_factor": head_to_stem_factor(pre.model, x, y),
+            "preact_test_error": 1.0 - pre.history[-1]["test_acc"]}
+
+
+def _trained_factors(ctx, res: list[dict], x, y) -> dict:
+    """Head->stem factors after training: pre-activation ResNet-56 (trained per seed above)
+    beside the original ResNet-56 of the twins, where the twins include that depth."""
+    from ..analysis.identity_mappings import head_to_stem_factor
+
+    out = {"depth": TRAINED_DEPTH, "preact": [r["preact_factor"] for r in res],
+           "preact_test_error": [r["preact_test_error"] for r in res], "original": None,
+           "original_test_error": None}
+    if TRAINED_DEPTH in ctx.depths():
+        twins = [ctx.twins(s)["runs"][f"resnet{TRAINED_DEPTH}"] for s in ctx.seeds]
+        out["original"] = [head_to_stem_factor(t["model"], x, y) for t in twins]
+        out["original_test_error"] = [1.0 - t["history"][-1]["test_acc"] for t in twins]
+    return out
 
 
 def judge_jacobian(m: dict) -> PartResult:
@@ -112,6 +150,27 @@ def judge_gradient(m: dict) -> PartResult:
     return verdict_if(ok, "head->stem gradient factor at init (BN batch statistics): " + "; ".join(parts)
                           + ". The gradient grows toward the stem in both designs with BN; the identity "
                             "path keeps it from vanishing")
+
+
+def judge_trained_gradient(m: dict) -> PartResult:
+    t = m.get("trained")
+    if not t:
+        return PartResult(NOT_TESTED, "the pre-activation ResNet-56 is not trained at this scale")
+    d, pre = t["depth"], t["preact"]
+    chance_error = 1.0 - 1.0 / m["num_classes"]
+    err = t["preact_test_error"]
+    text = (f"after training, head->stem gradient factor: pre-activation ResNet-{d} "
+            f"{fmt_spread(pre, lambda v: f'{v:.3g}x')} (test error {fmt_spread(err, pct)})")
+    if t.get("original"):
+        orig = t["original"]
+        above = sum(a > b for a, b in zip(pre, orig, strict=True))
+        text += (f", original ResNet-{d} {fmt_spread(orig, lambda v: f'{v:.3g}x')} (test error "
+                 f"{fmt_spread(t['original_test_error'], pct)}; pre-activation larger in {above}/{len(pre)} seeds)")
+    if not all(e < LEARNED_FRACTION * chance_error for e in err):
+        return inconclusive(f"the pre-activation network did not learn: {text}", preact=pre)
+    ok = all(v >= GRAD_LOW for v in pre)
+    return verdict_if(ok, f"{text}; pre-activation >= {GRAD_LOW:g} in every seed: {'yes' if ok else 'no'}",
+                      preact=pre)
 
 
 def judge_ablation(m: dict) -> PartResult:
@@ -184,6 +243,11 @@ register(Claim(
      Part("gradient", Rule(1, f"at init, every seed: the head->stem gradient factor of pre-activation "
                               f"ResNet-56 and -110 is >= {GRAD_LOW:g} (the gradient does not vanish)",
                            judge_gradient)),
+     Part("gradient-trained", Rule(1, f"after training (twins' recipe), every seed: the head->stem "
+                                      f"gradient factor of pre-activation ResNet-{TRAINED_DEPTH} is >= "
+                                      f"{GRAD_LOW:g} (the original ResNet-{TRAINED_DEPTH}'s reported beside); "
+                                      f"inconclusive if it did not learn", judge_trained_gradient),
+          trained=True),
      Part("shortcut-ablation", Rule(1, "pre-activation ResNet-20: both the constant-scaling (0.5) and the "
                                        "1x1-conv shortcut end at a higher training error than the "
                                        "identity, in every seed and beyond the seed spread",

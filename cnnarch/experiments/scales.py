@@ -46,6 +46,7 @@ class Scale:
     seeds: int = 1  # default number of seeds of every trained measurement (--seeds)
     run_folders: bool = False  # write each trained model's run folder under the report's folder
     inception_ablation_epochs: int = 0  # G4 trained: bottleneck / linear / naive modules (0 = not run)
+    inception_ablation_batch_size: int = 0  # G4 trained: batch size (0 = aux_batch_size)
 
 
 SCALES = {

@@ -109,7 +109,8 @@ def bottleneck_modules(g4: dict, data: dict, path: Path) -> Path:
     """G4: naive vs bottleneck MACs: the lecture example (with the slide's number) and every
     GoogLeNet module at 224x224 (log scale)."""
     ex, per = data["example"], data["per_module"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    trained = g4.get("trained")
+    fig, axes = plt.subplots(1, 3 if trained else 2, figsize=(18 if trained else 12, 3.8))
     vals = [ex["naive"]["macs"] / 1e6, ex["bottleneck"]["macs"] / 1e6, ex["slide"]["printed"] / 1e6]
     axes[0].bar([0, 1, 2], vals, color=["#95a5a6", "#27ae60", "#f5b041"])
     axes[0].set_xticks([0, 1, 2], ["naive\n(depth 672)", "bottleneck\n(depth 480)", "slide's\nbottleneck"])
@@ -127,7 +128,28 @@ def bottleneck_modules(g4: dict, data: dict, path: Path) -> Path:
     axes[1].set_title(f"GoogLeNet (224x224): MACs per module (M, log); whole net "
                       f"{g4['network_saving']:.1f}x fewer", fontsize=10)
     axes[1].legend(fontsize=8)
+    if trained:
+        accuracy_vs_macs(axes[2], trained)
     return save_figure(fig, path)
+
+
+G4_COLORS = {"bottleneck": "#27ae60", "linear": "#2980b9", "naive": "#95a5a6"}
+
+
+def accuracy_vs_macs(ax, trained: dict) -> None:
+    """G4 trained: test accuracy against multiply-adds per image, one dot per seed and a bar
+    from the lowest to the highest seed, per module variant."""
+    for mode, accs in trained["test_acc"].items():
+        macs = trained["macs"][mode] / 1e6
+        pts = [100 * a for a in accs]
+        ax.scatter([macs] * len(pts), pts, color=G4_COLORS.get(mode, "k"), s=18, zorder=3,
+                   label=f"{mode} ({len(pts)} seeds)")
+        ax.vlines(macs, min(pts), max(pts), color=G4_COLORS.get(mode, "k"), lw=2)
+    ax.set_xscale("log")
+    ax.set(xlabel="multiply-adds per image (M, log)", ylabel="test accuracy (%)")
+    ax.set_title(f"googlenet_small trained {trained['epochs']} epochs each (equal steps)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def aux_heads(curves: dict, measured: dict, path: Path) -> Path:

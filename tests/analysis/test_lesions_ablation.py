@@ -11,6 +11,7 @@ from cnnarch.analysis.identity_mappings import (
     jacobian_gap,
 )
 from cnnarch.analysis.lesions import lesion_study, lesioned, removable_blocks
+from cnnarch.errors import UserError
 from cnnarch.models import create_model
 
 
@@ -31,12 +32,15 @@ def test_preact_block_jacobian_is_exactly_identity_plus_residual():
 
 
 def test_jacobian_gap_needs_a_residual():
-    try:
+    with pytest.raises(UserError, match="residual"):
         jacobian_gap(torch.nn.ReLU(), torch.randn(1, 2, 2, 2))
-    except ValueError as exc:
-        assert "residual" in str(exc)
-    else:
-        raise AssertionError("no error")
+
+
+def test_wrong_models_are_user_errors():
+    with pytest.raises(UserError, match="inception_modules"):
+        branch_ablation(torch.nn.ReLU(), torch.randn(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(UserError, match="blocks"):
+        lesioned(torch.nn.ReLU(), [0])
 
 
 def test_head_to_stem_factor_matches_the_block_gradient_profile():

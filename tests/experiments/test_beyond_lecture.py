@@ -164,3 +164,26 @@ def test_b1_shortcut_ablation_rule():
     unlearned = {"ablation": {k: [0.9, 0.88, 0.9] for k in ("identity", "scale", "conv")}}  # random labels
     assert identity_mappings.judge_ablation(unlearned).verdict == INCONCLUSIVE
     assert identity_mappings.judge_ablation({"ablation": None}).verdict == NOT_TESTED
+
+
+def test_g5_reaches_rule_and_random_labels():
+    m = {"num_classes": 10, "trained_bn": _trained([0.99, 0.985, 0.975], [0.98, 0.972, 0.99])}
+    assert aux_heads.judge_reaches(m).verdict == REPRODUCED
+    short = {"num_classes": 10, "trained_bn": _trained([0.99, 0.985, 0.975], [0.98, 0.965, 0.99])}
+    assert aux_heads.judge_reaches(short).verdict == NOT_REPRODUCED  # one seed below 97 %
+    chance = {"num_classes": 10, "trained_bn": _trained([0.11, 0.1, 0.09], [0.1] * 3)}
+    assert aux_heads.judge_reaches(chance).verdict == NOT_REPRODUCED
+    assert aux_heads.judge_reaches({"num_classes": 10}).verdict == NOT_TESTED
+
+
+def _b1_trained(pre, pre_err, orig=None):
+    return {"num_classes": 10, "trained": {"depth": 56, "preact": pre, "preact_test_error": pre_err,
+                                           "original": orig, "original_test_error": pre_err if orig else None}}
+
+
+def test_b1_trained_gradient_rule_and_random_labels():
+    j = identity_mappings.judge_trained_gradient
+    assert j(_b1_trained([3.0, 2.5, 4.0], [0.02] * 3, orig=[1.5, 1.2, 2.0])).verdict == REPRODUCED
+    assert j(_b1_trained([3.0, 0.5, 4.0], [0.02] * 3)).verdict == NOT_REPRODUCED  # vanished in one seed
+    assert j(_b1_trained([3.0, 2.5, 4.0], [0.9, 0.88, 0.9])).verdict == INCONCLUSIVE  # random labels
+    assert j({"num_classes": 10, "trained": None}).verdict == NOT_TESTED

@@ -1,0 +1,185 @@
+"""G4 trained: "1x1 layers may lose information but add non-linearity" (Szegedy et al. 2014,
+Sec. 4 and Fig. 2).
+
+googlenet_small (BN, aux heads weight 0.3, googlenet_small's recipe) trained three ways at
+equal steps, with the same seed, data order and schedule:
+
+- ``bottleneck`` (Fig. 2b, the paper): 1x1 reductions followed by ReLU before the 3x3 and
+  5x5 convolutions and after the pool;
+- ``linear``: the same 1x1 reductions without their ReLU (``inception="linear"``): the
+  reduction, without the non-linearity it adds;
+- ``naive`` (Fig. 2a): no reduction (``inception="naive"``).
+
+Per seed: final test and training accuracy of each; multiply-adds per image counted on our
+modules (``analysis/complexity.py``, inference network, the data set's image size).
+
+Rules (version 1, fixed before measuring), over >= 2 seeds, judged once a variant learned
+(mean test accuracy >= max(50 %, 2 x chance)):
+(cost-accuracy) the bottleneck network costs >= 2x fewer multiply-adds than the naive one and
+  its test accuracy is within the seed spread of the naive one's or above it; below it in
+  every seed and beyond the spread: not reproduced (the reduction lost information that
+  mattered);
+(non-linearity) the bottleneck network's test accuracy is above the linear one's in every
+  seed and beyond the seed spread: reproduced; the opposite: not reproduced; inside the
+  spread: inconclusive (the ReLU after the reduction made no measurable difference).
+"""
+
+from __future__ import annotations
+
+from ._seeds import per_seed
+from .claims import (
+    NOT_TESTED,
+    Experiment,
+    Part,
+    PartResult,
+    Rule,
+    add_parts,
+    fmt_spread,
+    inconclusive,
+    not_reproduced,
+    register_experiment,
+    reproduced,
+)
+from .common import pct
+
+VARIANTS = ("bottleneck", "linear", "naive")  # Fig. 2b, Fig. 2b without the 1x1s' ReLU, Fig. 2a
+MIN_SAVING = 2.0  # the bottleneck must cost at least 2x fewer multiply-adds than naive
+LEARNED = 0.5  # a variant learned if its mean test accuracy >= max(this, 2 x chance)
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def g4_seed(ctx, seed: int) -> dict:
+    """Train the three variants for ``inception_ablation_epochs`` each (equal steps)."""
+    from .aux_heads import _googlenet_ctx, _weight
+
+    sc = ctx.scale
+    gctx = _googlenet_ctx(ctx)
+    batch = sc.inception_ablation_batch_size or sc.aux_batch_size
+    out = {}
+    for mode in VARIANTS:
+        ctx.progress.say(f"training googlenet_small ({mode} modules), seed {seed}, "
+                         f"{sc.inception_ablation_epochs} epochs at batch {batch}")
+        run = gctx.train("googlenet_small", seed=seed, tag=f"googlenet_small-{mode}-g4",
+                         model_kwargs={"inception": mode}, epochs=sc.inception_ablation_epochs,
+                         batch_size=batch, aux_weight=_weight(ctx))
+        last = run.history[-1]
+        ctx.progress.say(f"  test accuracy {pct(last['test_acc'])}")
+        out[mode] = {"test_acc": last["test_acc"], "train_acc": last["train_acc"],
+                     "steps": last.get("step"),
+                     "test_error": [1.0 - h["test_acc"] for h in run.history]}
+    return out
+
+
+def run(ctx) -> dict:
+    from ..analysis.complexity import complexity
+
+    sc = ctx.scale
+    ctx.progress.start("inception-trained (G4 trained)")
+    if not sc.inception_ablation_epochs:
+        return {"measurements": {"G4": {"trained": None}}, "data": {}}
+    ds = ctx.dataset()
+    c, (h, w) = ds.in_chans, ds.image_size
+    macs = {mode: complexity("googlenet_small", (c, h, w), in_chans=c, num_classes=ds.num_classes,
+                             inception=mode).macs for mode in VARIANTS}
+    by_seed = per_seed(ctx, g4_seed)
+    res = [by_seed[s] for s in ctx.seeds]
+    trained = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "macs": macs,
+               "epochs": sc.inception_ablation_epochs,
+               "batch_size": sc.inception_ablation_batch_size or sc.aux_batch_size,
+               "test_acc": {m: [r[m]["test_acc"] for r in res] for m in VARIANTS},
+               "train_acc": {m: [r[m]["train_acc"] for r in res] for m in VARIANTS},
+               "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in VARIANTS}}
+    return {"measurements": {"G4": {"trained": trained}}, "data": {}}
+
+
+# --- judging -----------------------------------------------------------------------------------
+
+
+def ordering(a: list[float], b: list[float]) -> tuple[str, float, float]:
+    """'above' when a > b in every seed (paired) and the gap of the means exceeds the seed
+    spread (the larger min-max range of the two), 'below' for the opposite, else 'within';
+    with the gap of the means and the spread."""
+    width = max(max(a) - min(a), max(b) - min(b))
+    gap = _mean(a) - _mean(b)
+    if all(x > y for x, y in zip(a, b, strict=True)) and gap > width:
+        return "above", gap, width
+    if all(x < y for x, y in zip(a, b, strict=True)) and -gap > width:
+        return "below", gap, width
+    return "within", gap, width
+
+
+def _learned(accs: list[float], num_classes: int) -> bool:
+    return _mean(accs) >= max(LEARNED, 2.0 / num_classes)
+
+
+def _precheck(m: dict, pair: tuple[str, str]) -> PartResult | tuple[dict, str]:
+    t = m.get("trained")
+    if not t:
+        return PartResult(NOT_TESTED, "the three module variants are not trained at this scale")
+    acc = t["test_acc"]
+    text = "; ".join(f"{v} {fmt_spread(acc[v], pct)} at {t['macs'][v] / 1e6:.1f}M MACs" for v in VARIANTS)
+    text = f"test accuracy after {t['epochs']} epochs each (equal steps): {text}"
+    if not any(_learned(acc[v], t["num_classes"]) for v in pair):
+        return inconclusive(f"neither {pair[0]} nor {pair[1]} learned (mean test accuracy below "
+                            f"{pct(max(LEARNED, 2.0 / t['num_classes']))}): {text}")
+    if len(acc[pair[0]]) < 2:
+        return inconclusive(f"one seed, no spread to compare against: {text}")
+    return t, text
+
+
+def judge_cost_accuracy(m: dict) -> PartResult:
+    pre = _precheck(m, ("bottleneck", "naive"))
+    if isinstance(pre, PartResult):
+        return pre
+    t, text = pre
+    saving = t["macs"]["naive"] / t["macs"]["bottleneck"]
+    order, gap, width = ordering(t["test_acc"]["bottleneck"], t["test_acc"]["naive"])
+    text += (f"; bottleneck vs naive: {saving:.1f}x fewer MACs (needs >= {MIN_SAVING:g}x), accuracy "
+             f"gap {100 * gap:+.2f} points, seed spread {100 * width:.2f} points")
+    if saving < MIN_SAVING:
+        return not_reproduced(f"{text}: the reduction does not save enough", saving=saving, gap=gap)
+    if order == "below":
+        return not_reproduced(f"{text}: the reduction costs accuracy beyond the seed spread",
+                              saving=saving, gap=gap)
+    where = "above naive beyond" if order == "above" else "within"
+    return reproduced(f"{text}: {where} the seed spread at {saving:.1f}x fewer MACs", saving=saving, gap=gap)
+
+
+def judge_nonlinearity(m: dict) -> PartResult:
+    pre = _precheck(m, ("bottleneck", "linear"))
+    if isinstance(pre, PartResult):
+        return pre
+    t, text = pre
+    order, gap, width = ordering(t["test_acc"]["bottleneck"], t["test_acc"]["linear"])
+    text += (f"; bottleneck (1x1 + ReLU) vs linear (1x1 alone): gap {100 * gap:+.2f} points, seed "
+             f"spread {100 * width:.2f} points")
+    if order == "above":
+        return reproduced(f"{text}: the ReLU after the reduction helps beyond the spread", gap=gap)
+    if order == "below":
+        return not_reproduced(f"{text}: the linear reduction is better beyond the spread", gap=gap)
+    return inconclusive(f"{text}: no difference beyond the seed spread", gap=gap)
+
+
+add_parts(
+    "G4",
+    Part("trained-cost-accuracy",
+         Rule(1, f"googlenet_small, bottleneck vs naive modules trained at equal steps (>= 2 seeds): "
+                 f">= {MIN_SAVING:g}x fewer multiply-adds and test accuracy within the naive one's seed "
+                 f"spread or above it (below it in every seed beyond the spread: not reproduced); "
+                 f"inconclusive when neither learned", judge_cost_accuracy),
+         trained=True, experiment="inception-trained"),
+    Part("trained-nonlinearity",
+         Rule(1, "googlenet_small, bottleneck (1x1 + ReLU) vs linear (1x1 without ReLU) at equal steps: "
+                 "bottleneck above in every seed and beyond the seed spread = reproduced; the opposite = "
+                 "not reproduced; inside the spread = inconclusive", judge_nonlinearity),
+         trained=True, experiment="inception-trained"))
+
+register_experiment(Experiment("inception-trained", run, ("G4",), order=55,
+                               summary="G4 trained: bottleneck, linear and naive modules at equal steps"))

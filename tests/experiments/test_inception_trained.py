@@ -1,0 +1,86 @@
+"""G4 trained (bottleneck vs linear vs naive modules at equal steps): both rules on both sides,
+and the random-labels control (every variant at chance: neither rule may say "reproduced")."""
+
+import dataclasses
+
+import pytest
+
+from cnnarch.experiments import inception_trained
+from cnnarch.experiments.claims import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    REPRODUCED,
+    get_claim,
+    judge_claim,
+)
+from cnnarch.experiments.common import Scale
+from cnnarch.experiments.context import Context
+
+MACS = {"bottleneck": 97.5e6, "linear": 97.5e6, "naive": 994.0e6}
+
+
+def _m(bottleneck, linear, naive, macs=MACS, num_classes=10):
+    return {"trained": {"seeds": list(range(len(bottleneck))), "num_classes": num_classes, "macs": macs,
+                        "epochs": 2, "batch_size": 32,
+                        "test_acc": {"bottleneck": bottleneck, "linear": linear, "naive": naive}}}
+
+
+def test_cost_accuracy_rule_both_sides():
+    j = inception_trained.judge_cost_accuracy
+    assert j(_m([0.95, 0.94, 0.96], [0.9] * 3, [0.955, 0.93, 0.95])).verdict == REPRODUCED  # within
+    assert j(_m([0.97, 0.975, 0.98], [0.9] * 3, [0.90, 0.91, 0.905])).verdict == REPRODUCED  # above
+    below = _m([0.80, 0.81, 0.82], [0.9] * 3, [0.95, 0.96, 0.955])
+    assert j(below).verdict == NOT_REPRODUCED  # the reduction lost what mattered
+    no_saving = _m([0.95] * 3, [0.9] * 3, [0.95] * 3, macs=dict(MACS, naive=150e6))
+    assert j(no_saving).verdict == NOT_REPRODUCED
+    assert j(_m([0.95], [0.9], [0.95])).verdict == INCONCLUSIVE  # one seed
+    assert j({"trained": None}).verdict == NOT_TESTED
+
+
+def test_nonlinearity_rule_both_sides():
+    j = inception_trained.judge_nonlinearity
+    assert j(_m([0.95, 0.96, 0.955], [0.90, 0.91, 0.905], [0.95] * 3)).verdict == REPRODUCED
+    assert j(_m([0.90, 0.91, 0.905], [0.95, 0.96, 0.955], [0.95] * 3)).verdict == NOT_REPRODUCED
+    assert j(_m([0.95, 0.93, 0.96], [0.94, 0.95, 0.945], [0.95] * 3)).verdict == INCONCLUSIVE
+
+
+def test_random_labels_every_variant_at_chance_is_never_reproduced():
+    chance = _m([0.11, 0.09, 0.10], [0.10, 0.12, 0.08], [0.10, 0.10, 0.11])
+    assert inception_trained.judge_cost_accuracy(chance).verdict == INCONCLUSIVE
+    assert inception_trained.judge_nonlinearity(chance).verdict == INCONCLUSIVE
+    g4 = judge_claim(get_claim("G4"), chance, "tiny", ran=["inception-trained"])
+    assert g4["parts"]["trained-cost-accuracy"]["verdict"] == INCONCLUSIVE
+    assert g4["verdict"] != REPRODUCED
+
+
+def test_ordering_needs_every_seed_and_the_spread():
+    assert inception_trained.ordering([0.9, 0.91], [0.8, 0.81])[0] == "above"
+    assert inception_trained.ordering([0.9, 0.79], [0.8, 0.81])[0] == "within"  # one seed reversed
+    assert inception_trained.ordering([0.8, 0.81], [0.9, 0.91])[0] == "below"
+
+
+TINY = Scale("tiny", depths=(20,), epochs=1, batch_size=32, lr=0.05, weight_decay=1e-4,
+             schedule="cosine", warmup_epochs=0.0, aux_epochs=0, aux_batch_size=16, probe_images=16,
+             jacobian_blocks=1, timing_repeats=1, seeds=3, inception_ablation_epochs=1)
+
+
+@pytest.mark.slow  # 3 seeds x 3 variants x 2 steps of googlenet_small, the naive one ~10x the cost
+def test_random_labels_control_on_real_runs():
+    ctx = Context(TINY, data="synthetic:1x8x8:4:64", seeds=(0, 1, 2), device="cpu", iterations=2)
+    m = inception_trained.run(ctx)["measurements"]["G4"]
+    t = m["trained"]
+    assert set(t["test_acc"]) == {"bottleneck", "linear", "naive"}
+    assert all(len(v) == 3 for v in t["test_acc"].values())
+    assert t["macs"]["naive"] > 2 * t["macs"]["bottleneck"]
+    assert t["macs"]["linear"] == t["macs"]["bottleneck"]
+    for judge in (inception_trained.judge_cost_accuracy, inception_trained.judge_nonlinearity):
+        assert judge(m).verdict != REPRODUCED
+
+
+def test_not_run_at_a_scale_without_the_comparison():
+    ctx = Context(dataclasses.replace(TINY, inception_ablation_epochs=0), data="synthetic:1x8x8:4:64",
+                  seeds=(0,), device="cpu")
+    m = inception_trained.run(ctx)["measurements"]["G4"]
+    assert m == {"trained": None}
+    assert inception_trained.judge_nonlinearity(m).verdict == NOT_TESTED
