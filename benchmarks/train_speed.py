@@ -30,16 +30,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cnnarch.hardware import bf16_supported, sync  # noqa: E402
 from cnnarch.inference.bench import cold_compile_cache  # noqa: E402
 from cnnarch.models import create_model  # noqa: E402
 from cnnarch.train import TrainConfig, train  # noqa: E402
 from cnnarch.train.distributed import resolve_device  # noqa: E402
-from cnnarch.train.loop import cpu_has_bf16, resolve_speed  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from cnnarch.train.loop import resolve_speed  # noqa: E402
 
 
 def baseline_img_per_s(name: str, size: int, batch: int, steps: int, device: torch.device) -> float:
@@ -153,7 +149,7 @@ def main() -> int:
     out = {
         "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
-        "device_type": device.type, "cpu_bf16": cpu_has_bf16(), "threads": torch.get_num_threads(),
+        "device_type": device.type, "cpu_bf16": bf16_supported("cpu"), "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "fast_defaults": speed,
         "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "repeats": args.repeats, "results": results,

@@ -15,7 +15,7 @@ ARCHITECTURE = ROOT.parent / "docs" / "ARCHITECTURE.md"
 
 # Lowest first: the order of docs/ARCHITECTURE.md's layer list.
 LAYERS = (
-    ("errors",),
+    ("errors", "hardware", "precision"),
     ("data",),
     ("models",),
     ("analysis", "train"),
@@ -27,9 +27,10 @@ LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 
 
 def _unit(module: str) -> str:
-    """'cnnarch.train.loop' -> 'train'; 'cnnarch' -> '__init__'."""
+    """'cnnarch.train.loop' -> 'train'; 'cnnarch' and a name of the package's ``__init__``
+    ('from . import model_catalog') -> '__init__'."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "__init__"
+    return parts[1] if len(parts) > 1 and parts[1] in LEVEL else "__init__"
 
 
 def _imports(path: Path, root: Path) -> set[str]:

@@ -1,12 +1,14 @@
 """Inference: the fast path, int8, ONNX, prediction and benchmarks, in one direction of imports.
 
-    hardware -> precision -> fold, reorder -> check -> fastpath -> quantize -> api -> bench
-                                        check -> onnx_export;   predict (data.transform)
+    fold -> check -> fastpath -> quantize -> api -> bench;   check -> onnx_export;   predict
 
-Each module imports only modules to its left (and the library outside this package:
-``errors``, ``models``, ``data``, ``train``); none imports this package's ``__init__``.
-The names below are loaded on first use, so ``import cnnarch.inference.hardware`` costs
-no more than that module.
+Each module imports only modules to its left (and the library below this package:
+``errors``, ``hardware``, ``precision``, ``data``, ``models`` with its speed reorderings in
+``models.reorder``, and ``train``); none imports this package's ``__init__``. The machine
+facts and the precision names live in ``cnnarch.hardware`` and ``cnnarch.precision``
+(``inference.hardware`` and ``inference.precision`` re-export them under the older names).
+The names below are loaded on first use, so ``import cnnarch.inference.fold`` costs no
+more than that module.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ _EXPORTS = {
     "hardware": ("bf16_supported", "cpu_flags", "cpu_model", "machine_info"),
     "precision": ("PRECISIONS", "TRAIN_PRECISIONS", "resolve_precision", "torch_dtype"),
     "fold": ("conv_bn_pairs", "fold_bn", "fold_conv_bn_"),
-    "reorder": ("reorder_for_speed",),
     "check": ("ATOL", "RTOL", "OutputCheck", "ToleranceError", "compare_outputs"),
     "fastpath": ("InferenceModel",),
     "quantize": ("int8_available", "quantize_int8"),

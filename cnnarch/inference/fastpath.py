@@ -20,11 +20,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..hardware import sync
+from ..models.reorder import reorder_for_speed
+from ..precision import torch_dtype
 from .check import RTOL, OutputCheck, ToleranceError, compare_outputs, model_name
 from .fold import fold_bn as fold_bn_
-from .hardware import sync
-from .precision import torch_dtype
-from .reorder import reorder_for_speed
 
 # The model metadata an InferenceModel forwards, so callers can treat it like the model.
 FORWARDED_ATTRS = ("name", "registry_name", "in_chans", "num_classes", "min_input_size")
@@ -139,7 +139,7 @@ def keep_fp32(model: nn.Module) -> None:
 
 def eval_copy(model: nn.Module, device: torch.device) -> nn.Module:
     """A frozen eval-mode copy of ``model`` on ``device`` (the original is untouched), with
-    the model's declared speed reorderings applied (:mod:`cnnarch.inference.reorder`: the
+    the model's declared speed reorderings applied (:mod:`cnnarch.models.reorder`: the
     max-pool before the ReLU it follows; the same function)."""
     fast = reorder_for_speed(copy.deepcopy(model)).to(device).eval()
     for p in fast.parameters():

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .registry import create_model
 
 # Our registry name -> torchvision's builder name.
@@ -37,8 +37,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except Exception as exc:  # pickle refused or not a torch file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load weights from {os.fspath(path)!r} safely: {first}") from None
+        raise UserError(f"cannot load weights from {os.fspath(path)!r} safely: "
+                        f"{first_line(exc)}") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -253,7 +253,7 @@ class GoogLeNet(nn.Module):
 
     def relu_pool_pairs(self) -> list[tuple[str, str]]:
         """(ReLU, max-pool) submodule names where the forward applies the pool right after the
-        ReLU, so that the two may swap (``cnnarch.inference.reorder``). The paper's LRN
+        ReLU, so that the two may swap (``cnnarch.models.reorder``). The paper's LRN
         between conv3's ReLU and maxpool2 does not commute with them."""
         pairs = []
         if isinstance(self.maxpool1, nn.MaxPool2d):

@@ -168,7 +168,7 @@ class ResNet(nn.Module):
 
     def relu_pool_pairs(self) -> list[tuple[str, str]]:
         """(ReLU, max-pool) submodule names where the forward applies the pool right after the
-        ReLU, so that the two may swap (``cnnarch.inference.reorder``): the ImageNet stem."""
+        ReLU, so that the two may swap (``cnnarch.models.reorder``): the ImageNet stem."""
         return [("relu", "maxpool")] if isinstance(self.maxpool, nn.MaxPool2d) else []
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import UserError
+from ..precision import TRAIN_PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,7 +39,6 @@ else:  # pragma: no cover
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 MILESTONE_UNITS = ("epoch", "iteration")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 MAX_IMAGE_SIZE = 1024  # px: the largest image_size (data/imagefolder.py checks it too)
 MAX_COUNT = 10**9  # epochs, iterations, batch size, ...: larger is a typo, not a plan
@@ -94,7 +94,7 @@ class TrainConfig:
     aux_weight: float = _f(0.3, "GoogLeNet aux-head loss weight (Sec. 5), training only", low=0.0)
     # --- speed (each switchable; "auto" = the measured safe fast choice)
     precision: str = _f("auto", "auto | fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)",
-                        choices=PRECISIONS)
+                        choices=TRAIN_PRECISIONS)
     channels_last: str = _f("auto", "auto | on | off (NHWC memory format)", choices=SWITCHES)
     compile: bool = _f(False, "torch.compile the model (CPU: with train/batchnorm.py's batch norm)")
     sync_bn: bool = _f(False, "SyncBatchNorm across processes under torchrun")
@@ -304,19 +304,26 @@ RECIPES: dict[str, dict] = {
 }
 
 
+def paper_warmup_until_error(model: str) -> float:
+    """Sec. 4.2: for the 110-layer net lr 0.1 is "slightly too large to start converging", so
+    it trains at 0.01 until the training error is below 80 % (about 400 iterations), then at
+    0.1. -> ``warmup_until_error`` for ``model`` under the paper's CIFAR schedule: 0.8 from a
+    depth of 110 layers (the registry's ``entry.depth``), else 0 (no hold)."""
+    from ..models import MODELS
+
+    entry = MODELS.get(model)
+    return 0.8 if entry is not None and entry.depth >= 110 else 0.0
+
+
 def recipe_values(name: str, model: str) -> dict:
-    """The field values a recipe sets, for this model (the R-110 warm-up rule)."""
+    """The field values a recipe sets, for this model (``paper-cifar``: the R-110 warm-up rule)."""
     if not name:
         return {}
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     values = dict(RECIPES[name], recipe=name)
-    if name == "paper-cifar":
-        depth = "".join(ch for ch in model if ch.isdigit())
-        # Sec. 4.2: for the 110-layer net, 0.1 is "slightly too large to start converging":
-        # lr 0.01 until training error < 80 % (~400 iterations), then back to 0.1.
-        if depth and int(depth) >= 110:
-            values["warmup_until_error"] = 0.8
+    if name == "paper-cifar" and paper_warmup_until_error(model):
+        values["warmup_until_error"] = paper_warmup_until_error(model)
     return values
 
 

@@ -7,6 +7,10 @@ the rule of train/resume.py) -> the run folder (train/rundir.py) -> for each epo
 ``end_epoch`` (evaluate -> checkpoint -> report). What must be closed (the run folder's
 lock and writers, the progress bar, signal handlers, the process group) is registered on
 one ``contextlib.ExitStack``. SIGINT/SIGTERM stop at the next step (train/signals.py).
+The step runs ``Session.train_model``: with a fast option on, the model reordered for speed
+(``cnnarch.models.reorder``: a second module tree over the same parameters and buffers),
+then DDP-wrapped under torchrun and compiled with ``compile``; evaluation, checkpoints,
+``on_epoch_end`` and the returned model are the model in the papers' order.
 ``evaluate(model, dataset)`` gives top-1/top-5, loss, per-class accuracy and the
 confusion matrix.
 
@@ -32,6 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError, first_line
+from ..models.reorder import reordered_view
+from ..precision import resolve_precision, torch_dtype
 from . import distributed as dist_utils
 from .batchnorm import batchnorm_for_compile
 from .checkpoint import (
@@ -78,37 +84,30 @@ class Speed:
     channels_last: bool
     compile: bool
 
+    @property
+    def reorder(self) -> bool:
+        """Whether the model that runs takes the models' declared speed reorderings
+        (``cnnarch.models.reorder``): with any fast option on. With all of them off the step
+        runs the reference model as it is."""
+        return self.amp_dtype is not None or self.channels_last or self.compile
+
     def describe(self) -> dict:
         dtype = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
-        return {"precision": dtype, "channels_last": self.channels_last, "compile": self.compile}
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 matmul/conv on this CPU (AVX512-BF16 / AMX), as oneDNN reports it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover
-        return False
+        return {"precision": dtype, "channels_last": self.channels_last, "compile": self.compile,
+                "reorder": self.reorder}
 
 
 def resolve_speed(cfg: TrainConfig, device: torch.device, image_size: tuple[int, int]) -> Speed:
     """Turn ``precision``/``channels_last`` "auto" into the measured safe fast choice.
 
-    auto precision: bf16 autocast on CUDA (fp16 + GradScaler where bf16 is missing) and on
-    CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere. auto channels_last: on for CPU
-    and CUDA (the measurements are in docs/benchmarks.md). ``image_size`` is kept for
-    devices where the answer depends on it.
+    auto precision: ``cnnarch.precision.resolve_precision``'s rule (bf16 autocast where the
+    device computes bf16 natively, fp16 + GradScaler on a CUDA GPU without it, fp32
+    elsewhere). auto channels_last: on for CPU and CUDA (the measurements are in
+    docs/benchmarks.md). ``image_size`` is kept for devices where the answer depends on it.
     """
     del image_size
-    if cfg.precision == "auto":
-        if device.type == "cuda":
-            amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif device.type == "cpu" and cpu_has_bf16():
-            amp = torch.bfloat16
-        else:
-            amp = None
-    else:
-        amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    precision = resolve_precision("auto", device) if cfg.precision == "auto" else cfg.precision
+    amp = None if precision == "fp32" else torch_dtype(precision)
     if cfg.channels_last == "auto":
         cl = device.type in ("cpu", "cuda")
     else:
@@ -161,7 +160,8 @@ class Session:
     steps_per_epoch: int
     total_steps: int
     meta: dict
-    train_model: torch.nn.Module | None = None  # DDP-wrapped and/or compiled view of model
+    train_model: torch.nn.Module | None = None  # what the step runs: model, reordered for speed
+    # (the same tensors), DDP-wrapped and/or compiled
     run: RunFolder | None = None
     start_epoch: int = 0
     step: int = 0
@@ -225,11 +225,12 @@ def _train(config: TrainConfig, stack: contextlib.ExitStack, on_epoch_end, annou
     s = _build(cfg, info, device, resume_state)
     notices = restore(s, resume_state, resumed_from) if resume_state is not None else []
     del resume_state
-    s.train_model = dist_utils.wrap(s.model, info, device, s.cfg.sync_bn)
-    if s.cfg.sync_bn and info.enabled:
+    runner = reordered_view(s.model) if s.speed.reorder else s.model  # shares s.model's tensors
+    s.train_model = dist_utils.wrap(runner, info, device, s.cfg.sync_bn)
+    if s.cfg.sync_bn and info.enabled and runner is s.model:
         s.model = s.train_model.module  # SyncBatchNorm replaced the BN layers
     if s.speed.compile:
-        stack.callback(batchnorm_for_compile(s.model, device))  # see train/batchnorm.py
+        stack.callback(batchnorm_for_compile(runner, device))  # see train/batchnorm.py
         s.train_model = torch.compile(s.train_model)
     if s.cfg.out is not None and info.is_main:
         s.run = RunFolder(Path(s.cfg.out))

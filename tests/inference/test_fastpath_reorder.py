@@ -6,8 +6,8 @@ from torch import nn
 
 from cnnarch.inference import optimize
 from cnnarch.inference.bench import noise_bn_statistics
-from cnnarch.inference.reorder import swappable_pairs
 from cnnarch.models import create_model
+from cnnarch.models.reorder import swappable_pairs
 
 
 def test_fast_path_takes_the_stem_pool_before_the_relu():

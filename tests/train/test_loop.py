@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from cnnarch.errors import UserError
+from cnnarch.models import create_model
+from cnnarch.models.reorder import reordered_view
 from cnnarch.train import NonFiniteLoss, TrainConfig, evaluate, load_model, train
 from cnnarch.train.checkpoint import RunLock, load_checkpoint, save_checkpoint
 from cnnarch.train.logging import read_metrics
@@ -172,3 +174,43 @@ def test_optimizer_update_is_fused_on_cpu(optimizer):
     model(torch.randn(2, 3, 8, 8)).square().mean().backward()
     opt.step()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def _spy_on_views(monkeypatch, *, reorder: bool = True):
+    """Record every view the loop makes; ``reorder=False`` runs the model as it is instead."""
+    from cnnarch.train import loop
+
+    views = []
+
+    def spy(model):
+        views.append(reordered_view(model) if reorder else model)
+        return views[-1]
+
+    monkeypatch.setattr(loop, "reordered_view", spy)
+    return views
+
+
+SPEED_CASE = dict(model="resnet18", data="synthetic:3x32x32:10:32", batch_size=16, iterations=2,
+                  eval_every=100, val_split=False, quiet=True, device="cpu", precision="fp32",
+                  warmup_epochs=0.0)
+
+
+def test_fast_options_step_the_reordered_view_and_return_the_paper_model(monkeypatch):
+    views = _spy_on_views(monkeypatch)
+    seen = []
+    fast = train(TrainConfig(**SPEED_CASE, channels_last="on"),
+                 on_epoch_end=lambda m, _: seen.append(type(m.relu))).model
+    assert len(views) == 1 and isinstance(views[0].relu, torch.nn.Identity)  # what the steps ran
+    assert seen == [torch.nn.ReLU] and type(fast.relu) is torch.nn.ReLU  # the paper's order
+    assert all(a is b for a, b in zip(views[0].parameters(), fast.parameters(), strict=True))
+    assert list(fast.state_dict()) == list(create_model("resnet18", num_classes=10).state_dict())
+    _spy_on_views(monkeypatch, reorder=False)  # the same run through the paper-order model
+    paper = train(TrainConfig(**SPEED_CASE, channels_last="on")).model
+    for (key, a), b in zip(paper.state_dict().items(), fast.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_fast_options_off_run_the_reference_model(monkeypatch):
+    views = _spy_on_views(monkeypatch)
+    train(TrainConfig(**SPEED_CASE, channels_last="off"))
+    assert views == []

@@ -15,21 +15,25 @@ Each model declares the pairs that may swap: ``model.relu_pool_pairs()`` returns
 transform turns the ReLU into an identity and the pool into ``Sequential(pool, ReLU)``;
 no parameter or buffer moves, so ``state_dict()`` keys and checkpoints are unchanged.
 
-How to call it (in place, returns the model; a second call finds nothing left to swap)::
+Two ways to apply it::
 
-    from cnnarch.inference.reorder import reorder_for_speed
-    model = reorder_for_speed(create_model("resnet50"))   # before torch.compile / fold_bn
+    from cnnarch.models.reorder import reorder_for_speed, reordered_view
+    fast = reorder_for_speed(copy.deepcopy(model))  # in place, on a copy (inference)
+    runner = reordered_view(model)                  # the same parameters and buffers (training)
 
-Apply it to the model that will run, for training (eager and compiled) and for inference,
-before ``torch.compile``; counting (``cnnarch.analysis.complexity``) and the papers'
-comparisons use the untransformed model.
+The inference fast path reorders its own copy; the training loop runs a view that shares
+the model's parameters and buffers, so the optimizer, the checkpoints and
+``cnnarch.analysis`` keep working on the untransformed model. Both before ``torch.compile``.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
+
 from torch import nn
 
-__all__ = ["reorder_for_speed", "swappable_pairs"]
+__all__ = ["reorder_for_speed", "reordered_view", "swappable_pairs"]
 
 
 def swappable_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -53,9 +57,19 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def reorder_for_speed(model: nn.Module) -> nn.Module:
     """Take every declared max-pool before the ReLU it follows (the same function and
-    gradients); in place, returns ``model``."""
+    gradients); in place, returns ``model``. A second call finds nothing left to swap."""
     for relu_name, pool_name in swappable_pairs(model):
         pool = model.get_submodule(pool_name)
         _set_submodule(model, relu_name, nn.Identity())
         _set_submodule(model, pool_name, nn.Sequential(pool, nn.ReLU(inplace=True)))
     return model
+
+
+def reordered_view(model: nn.Module) -> nn.Module:
+    """``model`` reordered for speed, as a second module tree over the very same parameter and
+    buffer tensors (a step through it updates ``model``); ``model`` itself keeps the papers'
+    order. ``model`` itself when it declares nothing to swap."""
+    if not swappable_pairs(model):
+        return model
+    shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    return reorder_for_speed(copy.deepcopy(model, memo=shared))
