@@ -75,8 +75,19 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over it."""
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over it.
+
+    SIGINT and SIGTERM are held back until the file is whole (or its temporary removed), then
+    delivered (train/signals.py ``deferred``): a signal never leaves a torn file or a ``.tmp``."""
+    from .signals import deferred
+
     path = Path(path)
+    with deferred():
+        _write_replace(path, write)
+    return path
+
+
+def _write_replace(path: Path, write) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -98,7 +109,6 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -22,9 +22,14 @@ functions it calls:
 - ``tb:N``                     at the N-th TensorBoard write
 - ``timer:S``                  S seconds after this process started
 - ``pause:step:N:FILE``        after the N-th step, create FILE and sleep (never returns)
+- ``killpg:SIG:N``             after the N-th step, send SIG (INT, TERM) to the process group
+                               a terminal's Ctrl-C reaches: under torchrun the agent's (the
+                               parent's; it forwards the signal to each rank, which runs in
+                               a session of its own), else this process's own
 
 ``CNNARCH_FAULT_RANK=R`` arms the fault only in the process whose ``RANK`` is R (torchrun).
-The exit status is the CLI's; a fired fault shows as -9 (SIGKILL) to the parent.
+The exit status is the CLI's; a fired fault shows as -9 (SIGKILL) to the parent. With
+``CNNARCH_EXIT_DIR=DIR`` the CLI's exit code is also written to ``DIR/rankR.exit``.
 """
 
 from __future__ import annotations
@@ -57,11 +62,14 @@ def _arm(spec: str) -> None:
         counts[key] = counts.get(key, 0) + 1
         return counts[key] == n
 
-    if event in ("step", "pause"):
+    if event in ("step", "pause", "killpg"):
         import torch
 
         if event == "pause":
             n, marker = int(parts[2]), parts[3]
+        elif event == "killpg":
+            n, marker = int(parts[2]), None
+            group_signal = getattr(signal, "SIG" + parts[1])
         else:
             n, marker = int(parts[1]), None
         from cnnarch.train.optim import FusedSGD
@@ -72,6 +80,10 @@ def _arm(spec: str) -> None:
             def step(self, *a, _original=original, _cls=cls, **k):
                 out = _original(self, *a, **k)
                 if type(self) is _cls and hit("step", n):  # FusedSGD's fallback is SGD.step
+                    if event == "killpg":
+                        launcher = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else 0
+                        os.killpg(os.getpgid(launcher), group_signal)
+                        return out
                     if marker is None:
                         _die()
                     with open(marker, "w") as f:
@@ -232,7 +244,12 @@ def main() -> int:
         _arm(spec)
     from cnnarch.cli import main as cli_main
 
-    return cli_main(sys.argv[1:])
+    code = cli_main(sys.argv[1:])
+    exits = os.environ.get("CNNARCH_EXIT_DIR")  # torchrun does not pass a signalled rank's code on
+    if exits:
+        with open(os.path.join(exits, f"rank{os.environ.get('RANK', '0')}.exit"), "w") as f:
+            f.write(str(code))
+    return code
 
 
 if __name__ == "__main__":
