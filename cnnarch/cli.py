@@ -155,28 +155,6 @@ def _add_model_commands(sub) -> None:
     p.set_defaults(func=_cmd_inception_cost)
 
 
-def _fmt_macs(n: int) -> str:
-    return f"{n / 1e9:.3f} G" if n >= 1e9 else f"{n / 1e6:.1f} M"
-
-
-def _fmt_diff(x: float) -> str:
-    return "0.0" if round(x, 1) == 0 else f"{x:+.1f}"
-
-
-def _fmt_shape(shape) -> str:
-    return "x".join(str(s) for s in shape)
-
-
-def _print_table(header: list[str], rows: list[list], right: set[int] = frozenset()) -> None:
-    """Plain aligned columns; ``right`` holds the indices of right-aligned (numeric) columns."""
-    cells = [[str(c) for c in r] for r in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for r in cells:
-        line = "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-        print(line.rstrip())
-
-
 def _cmd_models(args) -> int:
     from . import model_catalog  # the registered facts, read without torch
 
@@ -188,196 +166,20 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    from .analysis.complexity import (
-        CONVENTION,
-        compare_googlenet_paper,
-        compare_resnet_paper,
-        complexity,
-        paper_rows,
-    )
-    from .models import get_entry
+    from .analysis.summary import summarize
 
-    entry = get_entry(args.model)
-    kwargs = {}
-    if args.inception:
-        kwargs["inception"] = args.inception
-    if args.stride_at:
-        kwargs["stride_at"] = args.stride_at
-    for option in kwargs:
-        if option not in entry.options:
-            flag = "--" + option.replace("_", "-")
-            raise UserError(f"{flag} does not apply to {args.model} ({entry.family})")
-    if args.aux and entry.family != "googlenet":
-        raise UserError(f"--aux applies to GoogLeNet models only; {args.model} has no "
-                        "auxiliary classifiers")
-    size = tuple(args.input_size) if args.input_size else entry.input_size
-    result = complexity(args.model, size, aux=args.aux, **kwargs)
-    rows = paper_rows(result)
-    compare = None
-    if args.compare == "paper":
-        if entry.family == "googlenet":
-            compare = compare_googlenet_paper(result)
-        else:
-            compare = compare_resnet_paper(args.model, size, **kwargs)
-
-    if args.json:
-        out = result.to_dict()
-        out["options"] = dict(kwargs, aux=args.aux)
-        out["rows"] = [{"name": r.name, "kind": r.kind, "output_shape": list(r.output_shape),
-                        "params": r.params, "macs": r.macs} for r in rows]
-        if compare is not None:
-            out["compare"] = ([c.to_dict() for c in compare] if isinstance(compare, list)
-                              else compare.to_dict())
-        print(json.dumps(out, indent=2))
-        return 0
-
-    opts = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    mode = "training mode, aux heads counted" if args.aux else "eval mode"
-    print(f"{args.model}{f' ({opts})' if opts else ''}: input {_fmt_shape(size)}, {mode}")
-    print(f"{CONVENTION}.")
-    print()
-    _print_table(["layer", "type", "output (CxHxW)", "params", "MACs"],
-                 [[r.name, f"{r.type} {r.detail}".strip(), _fmt_shape(r.output_shape),
-                   f"{r.params:,}", f"{r.macs:,}"] for r in result.layers], right={3, 4})
-    print()
-    print("By paper row:")
-    _print_table(["row", "kind", "output (CxHxW)", "params", "MACs"],
-                 [[r.name, r.kind, _fmt_shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}"]
-                  for r in rows], right={3, 4})
-    print()
-    print(f"total: params {result.params:,}; MACs {result.macs:,} ({_fmt_macs(result.macs)}); "
-          f"FLOPs {result.flops:,}")
-    agree = "agrees" if result.flop_counter_flops == result.flops else "DISAGREES"
-    print(f"cross-check: torch.utils.flop_counter counts {result.flop_counter_flops:,} FLOPs, "
-          f"{agree} with 2 x the hooks' MACs")
-    if entry.family == "googlenet" and not args.aux:
-        print("params exclude the auxiliary classifiers (training only; --aux counts them)")
-    if compare is not None:
-        print()
-        if isinstance(compare, list):
-            _print_googlenet_compare(compare, args.model, size, entry.input_size)
-        else:
-            _print_resnet_compare(compare, size, entry.input_size)
+    options = {k: v for k, v in (("inception", args.inception), ("stride_at", args.stride_at)) if v}
+    summary = summarize(args.model, args.input_size, aux=args.aux,
+                        compare_paper=args.compare == "paper", **options)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.render())
     return 0
 
 
-def _print_googlenet_compare(compare, model: str, size, native) -> None:
-    from .analysis.complexity import GOOGLENET_PAPER_TOTALS, INCEPTION_COLUMNS
-
-    print(f"GoogLeNet Table 1 (arXiv:1409.4842, as printed) beside {model}: "
-          "diff = ours - paper.")
-    print("Inception columns show ours; 'a/b' = ours a, paper b where they differ "
-          "('-' = no such layer).")
-    if model != "googlenet" or tuple(size) != (3, 224, 224):
-        print(f"note: the paper's table is for googlenet at 3x224x224; this is {model} at "
-              f"{_fmt_shape(size)}")
-    short = {"n1x1": "#1x1", "n3x3red": "#3x3r", "n3x3": "#3x3", "n5x5red": "#5x5r",
-             "n5x5": "#5x5", "pool_proj": "pool"}
-    table = []
-    for c in compare:
-        cells = []
-        for col in INCEPTION_COLUMNS:
-            ours, paper = c.columns.get(col), c.paper_columns.get(col)
-            if ours is None and paper is None:
-                cells.append("")
-            elif ours == paper:
-                cells.append(str(ours))
-            else:
-                cells.append(f"{'-' if ours is None else ours}/{'-' if paper is None else paper}")
-        out = _fmt_shape(c.output)
-        if tuple(c.output) != tuple(c.paper_output):
-            out += f" (paper {_fmt_shape(c.paper_output)})"
-        pk = "" if c.paper_params_k is None else f"{c.paper_params_k:g}"
-        pm = "" if c.paper_ops_m is None else f"{c.paper_ops_m:g}"
-        dk = "" if c.params_diff is None else _fmt_diff(c.params_diff / 1e3)
-        dm = "" if c.macs_diff is None else _fmt_diff(c.macs_diff / 1e6)
-        table.append([c.name, c.kind, out, *cells, f"{c.params / 1e3:.1f}", pk, dk,
-                      f"{c.macs / 1e6:.1f}", pm, dm])
-    _print_table(["row", "type", "output (HxWxC)", *(short[c] for c in INCEPTION_COLUMNS),
-                  "params K", "paper K", "diff K", "MACs M", "paper M", "diff M"],
-                 table, right=set(range(3, 15)))
-    ours_p = sum(c.params for c in compare)
-    ours_m = sum(c.macs for c in compare)
-    print(f"totals: ours {ours_p / 1e6:.3f} M params, {ours_m / 1e9:.3f} G MACs; paper text: "
-          f"~{GOOGLENET_PAPER_TOTALS['params_m']} M params, "
-          f"~{GOOGLENET_PAPER_TOTALS['gmacs']} G multiply-adds")
-    conv1 = next((c for c in compare if c.name == "conv1"), None)
-    if conv1 is not None and conv1.macs_diff:
-        print(f"conv1: the paper prints {conv1.paper_ops_m:g}M ops; 7x7 conv on the image "
-              f"counts {conv1.macs / 1e6:.1f}M here (the printed figure cannot be recomputed)")
-
-
-def _print_resnet_compare(c, size, native) -> None:
-    print(f"ResNet paper beside {c.model} (arXiv:1512.03385; the paper's 'FLOPs' are "
-          "multiply-adds):")
-    if tuple(size) != tuple(native):
-        print(f"note: the paper's figures are for {_fmt_shape(native)}; this is {_fmt_shape(size)}")
-    if c.paper_gflops is not None:
-        where = {"3x3": "v1.5, stride on the 3x3 as torchvision",
-                 "1x1": "v1, stride on the first 1x1 as the paper"}.get(c.stride_at, "basic blocks")
-        diff = c.macs_diff
-        print(f"  Table 1 FLOPs: {c.paper_gflops:g} x10^9   ours: {c.macs / 1e9:.3f} G MACs "
-              f"({where})   diff {diff / 1e9:+.3f} G ({diff / (c.paper_gflops * 1e9):+.1%})")
-        if c.v1_macs is not None:
-            print(f"  v1 (--stride-at 1x1, the paper): {c.v1_macs / 1e9:.3f} G;  "
-                  f"v1.5 (default, torchvision): {c.v15_macs / 1e9:.3f} G")
-            print("  torchvision's v1.5 moves the downsampling stride of the bottleneck from the "
-                  "first 1x1 to the 3x3, so the first 1x1 of conv3_x, conv4_x and conv5_x runs "
-                  f"on the larger map: +{(c.v15_macs - c.v1_macs) / 1e9:.3f} G")
-        else:
-            print("  basic blocks have no 1x1 to put the stride on: v1 and v1.5 are the same "
-                  "network")
-    elif c.paper_params_m is not None:
-        diff = c.params - round(c.paper_params_m * 1e6)
-        print(f"  Table 6 params: {c.paper_params_m:g} M   ours: {c.params:,}   "
-              f"diff {diff:+,} (the paper rounds)")
-        print(f"  ours: {c.macs / 1e6:.1f} M MACs (the paper gives no FLOPs for CIFAR)")
-    else:
-        print("  the paper gives no figures for this depth")
-
-
 def _cmd_inception_cost(args) -> int:
-    from .analysis.complexity import CONVENTION, inception_cost_example, naive_vs_bottleneck
+    from .analysis.summary import inception_cost_summary
 
-    ex = inception_cost_example()
-    net = naive_vs_bottleneck(args.network)
-    if args.json:
-        out = ex.to_dict()
-        out["network"] = net.to_dict()
-        print(json.dumps(out, indent=2))
-        return 0
-    c, h, w = ex.naive.input_shape
-    print(f"The lecture's Inception cost example (CS231n lecture 9): input {h}x{w}x{c}, stride 1, "
-          "'same' padding.")
-    print(f"{CONVENTION}; the max-pool costs none.")
-    for m, title in ((ex.naive, "Naive module (Fig. 2a)"),
-                     (ex.bottleneck, "Module with 1x1 bottlenecks (Fig. 2b)")):
-        oc, oh, ow = m.output_shape
-        parts = " + ".join(f"{n} ({b})" for b, n in m.depth_terms)
-        print()
-        print(f"{title}: output {oh}x{ow}x{oc}, depth {parts} = {m.output_depth}")
-        rows = [[t.role, t.label, t.formula, f"{t.macs:,}"] for t in m.terms]
-        rows.append(["total", "", "", f"{m.macs:,}"])
-        _print_table(["branch", "conv", "H x W x C_out x k x k x C_in", "MACs"], rows, right={3})
-        print(f"slide prints: {m.slide_macs / 1e6:.0f}M; counted here: {m.macs / 1e6:.2f}M")
-    print()
-    print(ex.slide.sentence())
-    print(f"The bottlenecks cut the multiply-adds {ex.saving:.2f}x "
-          f"({ex.naive.macs / 1e6:.0f}M -> {ex.bottleneck.macs / 1e6:.0f}M) and the output depth "
-          f"{ex.naive.output_depth} -> {ex.bottleneck.output_depth}.")
-    print()
-    print(f"The same switch on the whole network ({net.model}, input {_fmt_shape(net.input_size)}); "
-          "naive depth only grows, as each pool passes its whole input on:")
-    _print_table(["module", "in", "out", "params", "MACs", "naive in", "naive out", "naive params",
-                  "naive MACs"],
-                 [[m.key, m.bottleneck.in_depth, m.bottleneck.out_depth, f"{m.bottleneck.params:,}",
-                   _fmt_macs(m.bottleneck.macs), m.naive.in_depth, m.naive.out_depth,
-                   f"{m.naive.params:,}", _fmt_macs(m.naive.macs)] for m in net.modules],
-                 right=set(range(1, 9)))
-    b, n = "bottleneck", "naive"
-    print(f"whole network: bottleneck {net.total_params[b]:,} params, "
-          f"{_fmt_macs(net.total_macs[b])} MACs; naive {net.total_params[n]:,} params, "
-          f"{_fmt_macs(net.total_macs[n])} MACs ({net.total_macs[n] / net.total_macs[b]:.1f}x)")
+    summary = inception_cost_summary(args.network)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.render())
     return 0
 
 

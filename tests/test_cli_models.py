@@ -129,9 +129,10 @@ def test_inception_cost(capsys):
     (["summary", "resnet50", "--input-size", "1,224,224"], "3 input channels"),
     (["summary", "googlenet", "--inception", "bogus"], "invalid choice"),
     (["summary", "googlenet", "--compare", "arxiv"], "invalid choice"),
-    (["summary", "resnet50", "--inception", "naive"], "--inception does not apply"),
-    (["summary", "googlenet", "--stride-at", "1x1"], "--stride-at does not apply"),
-    (["summary", "resnet50", "--aux"], "GoogLeNet models only"),
+    (["summary", "resnet50", "--inception", "naive"], "resnet50 has no option 'inception'"),
+    (["summary", "googlenet", "--stride-at", "1x1"], "googlenet has no option 'stride_at'"),
+    (["summary", "resnet50", "--aux"], "no auxiliary classifiers (only GoogLeNet"),
+    (["summary", "preact_resnet20", "--compare", "paper"], "is not a ResNet"),
     (["inception-cost", "--network", "resnet50"], "no Inception modules"),
 ])
 def test_bad_input_exit_2_one_line(argv, needle, capsys):

@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
 from ..models.registry import CONVENTION  # the registry's facts are counted this way
+from .tables import giga_or_mega, shape_text, signed_diff, text_table
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
@@ -446,6 +447,57 @@ def compare_googlenet_paper(result: Complexity) -> list[GoogLeNetCompareRow]:
     return out
 
 
+_SHORT_COLUMNS = {"n1x1": "#1x1", "n3x3red": "#3x3r", "n3x3": "#3x3", "n5x5red": "#5x5r",
+                  "n5x5": "#5x5", "pool_proj": "pool"}
+
+
+def _compare_cells(c: GoogLeNetCompareRow) -> list[str]:
+    """One row of the side-by-side table: Inception columns as 'ours' or 'ours/paper'."""
+    cells = []
+    for col in INCEPTION_COLUMNS:
+        ours, paper = c.columns.get(col), c.paper_columns.get(col)
+        if ours is None and paper is None:
+            cells.append("")
+        elif ours == paper:
+            cells.append(str(ours))
+        else:
+            cells.append(f"{'-' if ours is None else ours}/{'-' if paper is None else paper}")
+    out = shape_text(c.output)
+    if tuple(c.output) != tuple(c.paper_output):
+        out += f" (paper {shape_text(c.paper_output)})"
+    pk = "" if c.paper_params_k is None else f"{c.paper_params_k:g}"
+    pm = "" if c.paper_ops_m is None else f"{c.paper_ops_m:g}"
+    dk = "" if c.params_diff is None else signed_diff(c.params_diff / 1e3)
+    dm = "" if c.macs_diff is None else signed_diff(c.macs_diff / 1e6)
+    return [c.name, c.kind, out, *cells, f"{c.params / 1e3:.1f}", pk, dk, f"{c.macs / 1e6:.1f}",
+            pm, dm]
+
+
+def render_googlenet_compare(rows: list[GoogLeNetCompareRow] | tuple[GoogLeNetCompareRow, ...],
+                             model: str, input_size) -> str:
+    """:func:`compare_googlenet_paper`'s rows as a table, with the totals beside the paper's."""
+    lines = [f"GoogLeNet Table 1 (arXiv:1409.4842, as printed) beside {model}: diff = ours - paper.",
+             "Inception columns show ours; 'a/b' = ours a, paper b where they differ "
+             "('-' = no such layer)."]
+    if model != "googlenet" or tuple(input_size) != (3, 224, 224):
+        lines.append(f"note: the paper's table is for googlenet at 3x224x224; this is {model} at "
+                     f"{shape_text(input_size)}")
+    lines.append(text_table(["row", "type", "output (HxWxC)",
+                             *(_SHORT_COLUMNS[c] for c in INCEPTION_COLUMNS), "params K",
+                             "paper K", "diff K", "MACs M", "paper M", "diff M"],
+                            [_compare_cells(c) for c in rows], right=range(3, 15)))
+    params, macs = sum(c.params for c in rows), sum(c.macs for c in rows)
+    lines.append(f"totals: ours {params / 1e6:.3f} M params, {macs / 1e9:.3f} G MACs; paper text: "
+                 f"~{GOOGLENET_PAPER_TOTALS['params_m']} M params, "
+                 f"~{GOOGLENET_PAPER_TOTALS['gmacs']} G multiply-adds")
+    conv1 = next((c for c in rows if c.name == "conv1"), None)
+    if conv1 is not None and conv1.macs_diff:
+        lines.append(f"conv1: the paper prints {conv1.paper_ops_m:g}M ops; 7x7 conv on the image "
+                     f"counts {conv1.macs / 1e6:.1f}M here (the printed figure cannot be "
+                     "recomputed)")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class ResNetCompare:
     """ResNet Table 1 FLOPs (or Table 6 params for the CIFAR family) beside ours."""
@@ -471,6 +523,41 @@ class ResNetCompare:
         d["rows"] = [dict(asdict(r), output_shape=list(r.output_shape)) for r in self.rows]
         d["macs_diff"] = self.macs_diff
         return d
+
+    def render(self, input_size, native_size) -> str:
+        """The paper's figure beside ours; ``input_size`` is the size counted."""
+        lines = [f"ResNet paper beside {self.model} (arXiv:1512.03385; the paper's 'FLOPs' are "
+                 "multiply-adds):"]
+        if tuple(input_size) != tuple(native_size):
+            lines.append(f"note: the paper's figures are for {shape_text(native_size)}; this is "
+                         f"{shape_text(input_size)}")
+        if self.paper_gflops is not None:
+            lines += self._table1_lines()
+        elif self.paper_params_m is not None:
+            diff = self.params - round(self.paper_params_m * 1e6)
+            lines += [f"  Table 6 params: {self.paper_params_m:g} M   ours: {self.params:,}   "
+                      f"diff {diff:+,} (the paper rounds)",
+                      f"  ours: {self.macs / 1e6:.1f} M MACs (the paper gives no FLOPs for CIFAR)"]
+        else:
+            lines.append("  the paper gives no figures for this depth")
+        return "\n".join(lines)
+
+    def _table1_lines(self) -> list[str]:
+        where = {"3x3": "v1.5, stride on the 3x3 as torchvision",
+                 "1x1": "v1, stride on the first 1x1 as the paper"}.get(self.stride_at, "basic blocks")
+        diff = self.macs_diff
+        lines = [f"  Table 1 FLOPs: {self.paper_gflops:g} x10^9   ours: {self.macs / 1e9:.3f} G "
+                 f"MACs ({where})   diff {diff / 1e9:+.3f} G "
+                 f"({diff / (self.paper_gflops * 1e9):+.1%})"]
+        if self.v1_macs is None:
+            return lines + ["  basic blocks have no 1x1 to put the stride on: v1 and v1.5 are "
+                            "the same network"]
+        return lines + [
+            f"  v1 (--stride-at 1x1, the paper): {self.v1_macs / 1e9:.3f} G;  "
+            f"v1.5 (default, torchvision): {self.v15_macs / 1e9:.3f} G",
+            "  torchvision's v1.5 moves the downsampling stride of the bottleneck from the first "
+            "1x1 to the 3x3, so the first 1x1 of conv3_x, conv4_x and conv5_x runs on the larger "
+            f"map: +{(self.v15_macs - self.v1_macs) / 1e9:.3f} G"]
 
 
 def compare_resnet_paper(name: str, input_size=None, **model_kwargs) -> ResNetCompare:
@@ -603,6 +690,27 @@ class InceptionCostExample:
                 "slide": dict(asdict(self.slide), explanation=self.slide.sentence()),
                 "saving": self.saving}
 
+    def render(self) -> str:
+        """Both modules term by term, the slide's arithmetic checked, and the saving."""
+        c, h, w = self.naive.input_shape
+        lines = [f"The lecture's Inception cost example (CS231n lecture 9): input {h}x{w}x{c}, "
+                 "stride 1, 'same' padding.", f"{CONVENTION}; the max-pool costs none."]
+        for m, title in ((self.naive, "Naive module (Fig. 2a)"),
+                         (self.bottleneck, "Module with 1x1 bottlenecks (Fig. 2b)")):
+            oc, oh, ow = m.output_shape
+            parts = " + ".join(f"{n} ({b})" for b, n in m.depth_terms)
+            rows = [[t.role, t.label, t.formula, f"{t.macs:,}"] for t in m.terms]
+            rows.append(["total", "", "", f"{m.macs:,}"])
+            lines += ["", f"{title}: output {oh}x{ow}x{oc}, depth {parts} = {m.output_depth}",
+                      text_table(["branch", "conv", "H x W x C_out x k x k x C_in", "MACs"], rows,
+                                 right={3}),
+                      f"slide prints: {m.slide_macs / 1e6:.0f}M; counted here: {m.macs / 1e6:.2f}M"]
+        lines += ["", self.slide.sentence(),
+                  f"The bottlenecks cut the multiply-adds {self.saving:.2f}x "
+                  f"({self.naive.macs / 1e6:.0f}M -> {self.bottleneck.macs / 1e6:.0f}M) and the "
+                  f"output depth {self.naive.output_depth} -> {self.bottleneck.output_depth}."]
+        return "\n".join(lines)
+
 
 def _module_cost(mode: str, row_kwargs: dict) -> ModuleCost:
     from ..models.googlenet import Inception, InceptionRow
@@ -682,6 +790,25 @@ class InceptionModeComparison:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def render(self) -> str:
+        """One row per Inception module, both layouts side by side, and the whole network."""
+        b, n = "bottleneck", "naive"
+        table = text_table(
+            ["module", "in", "out", "params", "MACs", "naive in", "naive out", "naive params",
+             "naive MACs"],
+            [[m.key, m.bottleneck.in_depth, m.bottleneck.out_depth, f"{m.bottleneck.params:,}",
+              giga_or_mega(m.bottleneck.macs), m.naive.in_depth, m.naive.out_depth,
+              f"{m.naive.params:,}", giga_or_mega(m.naive.macs)] for m in self.modules],
+            right=range(1, 9))
+        return "\n".join([
+            f"The same switch on the whole network ({self.model}, input "
+            f"{shape_text(self.input_size)}); naive depth only grows, as each pool passes its "
+            "whole input on:", table,
+            f"whole network: bottleneck {self.total_params[b]:,} params, "
+            f"{giga_or_mega(self.total_macs[b])} MACs; naive {self.total_params[n]:,} params, "
+            f"{giga_or_mega(self.total_macs[n])} MACs "
+            f"({self.total_macs[n] / self.total_macs[b]:.1f}x)"])
 
 
 def naive_vs_bottleneck(model: str = "googlenet", input_size=None) -> InceptionModeComparison:
