@@ -11,7 +11,8 @@ run), ours in the same mode, ours through ``cnnarch.inference.optimize`` (BN fol
 channels_last, bf16 where native) eager and compiled (inductor, freezing on the CPU), and
 onnxruntime fp32 on our ONNX export (CPU EP on the CPU; CUDA EP on a GPU if installed).
 Training contenders: one SGD step of torchvision fp32 eager, ours fp32 eager, ours
-channels_last + bf16 autocast eager and compiled.
+channels_last + bf16 autocast + fused SGD with the models' speed reorderings, eager and
+compiled (what ``cnnarch train`` runs with its fast options on).
 
     python benchmarks/run.py                  # everything (about 20-30 min on 2 CPU cores)
     python benchmarks/run.py --quick          # resnet18 b16 and resnet56 b128, 3 repeats
@@ -44,7 +45,8 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from cnnarch.errors import first_line  # noqa: E402
-from cnnarch.inference import export_onnx, onnx_session, optimize, resolve_precision  # noqa: E402
+from cnnarch.hardware import machine_info, sync  # noqa: E402
+from cnnarch.inference import export_onnx, onnx_session, optimize  # noqa: E402
 from cnnarch.inference.bench import (  # noqa: E402
     calls_per_repeat,
     cold_compile_cache,
@@ -57,8 +59,9 @@ from cnnarch.inference.bench import (  # noqa: E402
     resolve_device,
     time_calls,
 )
-from cnnarch.inference.hardware import machine_info, sync  # noqa: E402
 from cnnarch.models import create_model  # noqa: E402
+from cnnarch.models.reorder import reordered_view  # noqa: E402
+from cnnarch.precision import resolve_precision  # noqa: E402
 
 # (model, input H=W, batch) per mode. resnet56 has no torchvision twin: its baseline is
 # our own fp32 eager model.
@@ -204,12 +207,15 @@ def train_contenders(name, size, batch, device, args) -> list[Contender]:
         out.append(Contender("torchvision fp32 eager", make_train_step(tv, x, target), flops, "fp32"))
     out.append(Contender("ours fp32 eager", make_train_step(copy.deepcopy(ours), x, target), flops,
                          "fp32", note="" if tv is not None else "baseline (no torchvision twin)"))
+    # the fast contenders step what `cnnarch train` steps with its fast options on: the model
+    # with its declared reorderings (cnnarch.models.reorder), over the same weights
     out.append(Contender(f"ours NHWC + {prec} autocast + fused SGD",
-                         make_train_step(copy.deepcopy(ours), x, target, precision=prec,
-                                         channels_last=True, fused=True), flops, prec, note=prec_note))
+                         make_train_step(reordered_view(copy.deepcopy(ours)), x, target,
+                                         precision=prec, channels_last=True, fused=True),
+                         flops, prec, note=prec_note))
     if not args.no_compile:
         try:
-            step = make_train_step(copy.deepcopy(ours), x, target, precision=prec,
+            step = make_train_step(reordered_view(copy.deepcopy(ours)), x, target, precision=prec,
                                    channels_last=True, compile=True, fused=True)
             start = time.perf_counter()
             step()
