@@ -59,14 +59,16 @@ SCALES = {
                    schedule="cosine", warmup_epochs=1.0, aux_epochs=0, aux_iterations=0, aux_batch_size=64,
                    probe_images=256, jacobian_blocks=4, timing_repeats=3, seeds=3),
     # standard: the quick twins (shared recipe, same seeds) plus what quick leaves out:
-    # googlenet_small trained with and without aux heads, also in the 2014 setting (no BN),
-    # the trained branch ablation (G2), the trained bottleneck / linear / naive comparison
-    # (G4), and the pre-activation nets trained (B1).
+    # googlenet_small trained with and without aux heads (G5) and its branch ablation (G2),
+    # the bottleneck / linear / naive comparison at equal steps (G4: 1 epoch at batch 32 =
+    # 45 steps each; a naive step costs ~10x a bottleneck one), the pre-activation nets
+    # trained (B1), 10 random lesion sets per k (B2). The 2014 setting (no BN) is left to
+    # full: its 6 runs would add ~7 CPU-minutes to a budget of 40 (docs/reproduce.md).
     "standard": Scale("standard", depths=(20, 56), epochs=15, batch_size=64, lr=0.05, weight_decay=1e-4,
                       schedule="cosine", warmup_epochs=1.0, aux_epochs=5, aux_iterations=0,
-                      aux_batch_size=64, aux_no_bn=True, lesion_subsets=4, preact_trained=True,
+                      aux_batch_size=64, aux_no_bn=False, lesion_subsets=10, preact_trained=True,
                       probe_images=256, jacobian_blocks=4, timing_repeats=3, seeds=3,
-                      inception_ablation_epochs=3),
+                      inception_ablation_epochs=1, inception_ablation_batch_size=32),
     # The paper's CIFAR recipe (Sec. 4.2): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr / 10 at
     # 32k and 48k iterations, stop at 64k (~164 epochs on 50k images).
     "full": Scale("full", depths=(20, 32, 44, 56, 110), epochs=164, batch_size=128, lr=0.1,

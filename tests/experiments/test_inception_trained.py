@@ -67,7 +67,7 @@ TINY = Scale("tiny", depths=(20,), epochs=1, batch_size=32, lr=0.05, weight_deca
 
 @pytest.mark.slow  # 3 seeds x 3 variants x 2 steps of googlenet_small, the naive one ~10x the cost
 def test_random_labels_control_on_real_runs():
-    ctx = Context(TINY, data="synthetic:1x8x8:4:64", seeds=(0, 1, 2), device="cpu", iterations=2)
+    ctx = Context(TINY, data="synthetic:1x8x8:4:256", seeds=(0, 1, 2), device="cpu", iterations=2)
     m = inception_trained.run(ctx)["measurements"]["G4"]
     t = m["trained"]
     assert set(t["test_acc"]) == {"bottleneck", "linear", "naive"}
