@@ -5,7 +5,9 @@ through PyTorch's torch.export-based exporter (``dynamo=True``, which needs onnx
 writes opset 18 or newer), runs it in onnxruntime on two batch sizes and compares the
 logits with PyTorch's (``rtol=1e-4`` of the largest logit, ``atol=1e-5``). Only a file that
 passed is written to ``path``, atomically and with the normal file mode (umask), as
-checkpoints are.
+checkpoints are. SIGINT or SIGTERM during the export or its verification stops it at once
+with one ``Interrupted`` line (exit 130 / 143) and nothing written (the exporter's scratch
+folder is removed); one arriving while the file is being written waits until it is whole.
 
 The graph takes *normalised* images (``images``: N x C x H x W float32) and returns
 ``logits``; the normalisation is not inside the graph. What a caller must do to pixels is
@@ -159,6 +161,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, transform, *,
     """
     from ..data.transform import EvalTransform
     from ..train.checkpoint import atomic_write_bytes
+    from ..train.signals import interruptible
 
     opset = check_opset(opset)
     if not isinstance(transform, EvalTransform):
@@ -172,16 +175,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, transform, *,
         raise UserError(f"folder {path.parent} does not exist")
     model = copy.deepcopy(model).float().cpu().eval()
     start = time.perf_counter()
-    data = _serialised(model, torch.randn(2, c, h, w), opset, metadata(transform, model_name(model)))
-    export_time = time.perf_counter() - start
-    max_diff, max_ref = _compare_with_runtime(model, data, (c, h, w), check_batches)
+    with interruptible(f"the ONNX export stopped before {path} was written (nothing was written)"):
+        data = _serialised(model, torch.randn(2, c, h, w), opset, metadata(transform, model_name(model)))
+        export_time = time.perf_counter() - start
+        max_diff, max_ref = _compare_with_runtime(model, data, (c, h, w), check_batches)
     passed = math.isfinite(max_diff) and max_diff <= atol + rtol * max_ref
     report = OnnxReport(os.fspath(path), opset, "torch.onnx.export(dynamo=True)", (c, h, w),
                         tuple(check_batches), max_diff, max_ref, rtol, atol, passed,
                         len(data), export_time)
     if not passed:
         raise ToleranceError(f"ONNX file disagrees with PyTorch: {report}")
-    atomic_write_bytes(path, lambda f: f.write(data))
+    with interruptible(f"{path} was written whole and verified as the signal came"):
+        atomic_write_bytes(path, lambda f: f.write(data))  # a signal waits until it is whole
     return report
 
 

@@ -142,3 +142,37 @@ def deferred():
             signal.signal(s, handler)
         if caught:
             signal.raise_signal(caught[0])
+
+
+class SignalReceived(KeyboardInterrupt):
+    """Raised by ``interruptible``'s handler: SIGINT or SIGTERM, stopping the work at once.
+
+    A KeyboardInterrupt, so that no ``except Exception`` on the way (a library's fallback
+    path, say) mistakes it for a failure of the work."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interruptible(what: str):
+    """For work that has no safe point to wait for (an export, an evaluation, a report):
+    SIGINT and SIGTERM stop the body at once, and come out as one ``Interrupted`` line,
+    ``interrupted by SIGTERM: WHAT``, exit code 128 + the signal. Files are safe meanwhile:
+    an atomic write holds the signal back until it is done (``deferred``), and ``with``
+    blocks clean up as the exception passes. Outside the main thread only SIGINT (Python's
+    own KeyboardInterrupt) is turned into the line."""
+
+    def handler(signum, frame):
+        raise SignalReceived(signum)
+
+    old = {s: signal.signal(s, handler) for s in SIGNALS} if _main_thread() else {}
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: {what}", signum) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)

@@ -21,6 +21,10 @@ functions it calls:
 - ``eval:N``                   at the end of the N-th evaluation (before its result is used)
 - ``tb:N``                     at the N-th TensorBoard write
 - ``timer:S``                  S seconds after this process started
+- ``signal-at:SIG:MOD:FUNC:N``  send SIG (INT, TERM) to this process as the N-th call of
+                               ``MOD.FUNC`` begins (the function then runs): Ctrl-C or a
+                               ``kill`` at a chosen moment of any command
+- ``signal-on-import:SIG:MOD``  send SIG as the import of module MOD begins (start-up)
 - ``pause:step:N:FILE``        after the N-th step, create FILE and sleep (never returns)
 - ``killpg:SIG:N``             after the N-th step, send SIG (INT, TERM) to the process group
                                a terminal's Ctrl-C reaches: under torchrun the agent's (the
@@ -57,6 +61,24 @@ def _arm(spec: str) -> None:
         return
 
     counts: dict[str, int] = {}
+    if event == "signal-on-import":
+        _signal_on_import(getattr(signal, "SIG" + parts[1]), parts[2])
+        return
+    if event == "signal-at":
+        import importlib
+
+        sig, module, name, n = getattr(signal, "SIG" + parts[1]), parts[2], parts[3], int(parts[4])
+        owner = importlib.import_module(module)
+        real = getattr(owner, name)
+
+        def wrapped(*a, **k):
+            counts[name] = counts.get(name, 0) + 1
+            if counts[name] == n:
+                os.kill(os.getpid(), sig)
+            return real(*a, **k)
+
+        setattr(owner, name, wrapped)
+        return
 
     def hit(key: str, n: int) -> bool:
         counts[key] = counts.get(key, 0) + 1
@@ -171,6 +193,20 @@ def _arm(spec: str) -> None:
         train_logging.TensorBoard.scalars = scalars
     else:
         raise SystemExit(f"_driver.py: unknown fault {spec!r}")
+
+
+def _signal_on_import(sig: int, module: str) -> None:
+    """A meta-path finder that sends ``sig`` once, when ``module`` starts to be imported."""
+    import importlib.abc
+
+    class Trigger(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            if fullname == module:
+                sys.meta_path.remove(self)
+                os.kill(os.getpid(), sig)
+            return None
+
+    sys.meta_path.insert(0, Trigger())
 
 
 def serve() -> int:
