@@ -58,6 +58,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
+
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 NOT_RUN, NOT_TESTED = "not run", "not tested at this scale"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
@@ -244,7 +246,7 @@ def experiment_names() -> tuple[str, ...]:
 def get_experiment(name: str) -> Experiment:
     load()
     if name not in _EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(experiment_names())}")
+        raise UserError(f"unknown experiment {name!r}; choose from {', '.join(experiment_names())}")
     return _EXPERIMENTS[name]
 
 

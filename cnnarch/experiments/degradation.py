@@ -257,9 +257,10 @@ def twin_name(ctx, kind: str, depth: int) -> str:
 
 
 def train_twins(ctx, seed: int) -> dict:
-    """Train plain-N and ResNet-N for each depth of ``ctx`` with one seed; keep models,
-    histories and, per epoch (0 = initialisation), ||F(x)|| / ||x|| of every block on a fixed
-    probe batch of test images (R4)."""
+    """Train plain-N and ResNet-N for each depth of ``ctx`` with one seed -> {"plain20": run,
+    ...}: each run's model (CPU), history and, per epoch (0 = initialisation), ||F(x)|| / ||x||
+    of every block on a fixed probe batch of test images (R4). ``ctx.twins(seed)`` runs it
+    for every seed through ``ctx.per_seed``."""
     from ..analysis.gradients import calibrate_bn
     from ..analysis.responses import residual_ratios
     from ..models import create_model
@@ -287,7 +288,7 @@ def train_twins(ctx, seed: int) -> dict:
             ratios = [list(ratio0)] + [run.extras[e]["ratios"] for e in sorted(run.extras)]
             runs[f"{kind}{depth}"] = {"model": run.model, "history": run.history, "ratios": ratios,
                                       "depth": depth, "kind": kind, "trained_as": model}
-    return {"runs": runs, "dataset": ds}
+    return runs
 
 
 def run(ctx) -> dict:

@@ -4,10 +4,15 @@ The experiments run in their registered order (``claims.experiments()``) in one
 ``Context``: the trained plain/ResNet twins of each seed are trained once and shared. Each
 claim is then judged from its measurements (``claims.judge_claim``), its figure drawn, and
 the report written: results.json, report.md and the self-contained report.html.
+
+Seeds train in parallel worker processes (``Context.per_seed``); ``choose_workers`` picks how
+many from the cores this process may use and the load average, and results.json records the
+choice under ``environment.workers``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from . import claims as registry
 from .common import Progress, choose_threads, get_scale
 from .context import Context
@@ -43,12 +49,48 @@ def environment(device: str = "cpu") -> dict:
             "cpu": cpu_model(), "cpu_flags": flags, "cpu_bf16": bf16_supported("cpu"), "cpu_count": os.cpu_count()}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_workers(n_seeds: int, device: str = "cpu", requested: int | None = None) -> dict:
+    """How many worker processes train the seeds -> {"workers", "reason", ...}.
+
+    ``requested`` (``--workers N``) wins. On a GPU the seeds share the device: one process.
+    On CPUs the idle cores are the usable cores less those the 1-minute load average shows
+    busy; with fewer than 2 idle, one process. Otherwise the smallest number of single-threaded
+    workers w that minimises the estimated wall time ceil(n / w) x max(1, w / idle): seeds run
+    in rounds of w, and w workers on fewer idle cores share them. 3 seeds on 2 idle cores:
+    3 workers (1.5 seed-times) rather than 2 (two rounds, 2 seed-times).
+    """
+    from ..train.threads import busy_cores
+
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise UserError(f"--workers must be an integer >= 1, got {requested!r}")
+        return {"workers": requested, "reason": "--workers"}
+    if str(device).startswith(("cuda", "mps")) or (device == "auto" and torch.cuda.is_available()):
+        return {"workers": 1, "reason": "the networks train on the accelerator"}
+    cores = usable_cores()
+    busy = busy_cores() or 0.0
+    idle = cores - busy
+    out = {"cores": cores, "busy": round(busy, 2)}
+    if n_seeds <= 1 or idle < 2:
+        return dict(out, workers=1, reason="one seed" if n_seeds <= 1 else "fewer than 2 idle cores")
+    best = min(range(1, n_seeds + 1), key=lambda w: (math.ceil(n_seeds / w) * max(1.0, w / idle), w))
+    return dict(out, workers=best, reason=f"{idle:.1f} idle cores for {n_seeds} seeds")
+
+
 def _check_names(only) -> list[str]:
     known = registry.experiment_names()
     names = list(only or known)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown experiment {unknown[0]!r}; choose from {', '.join(known)}")
+        raise UserError(f"unknown experiment {unknown[0]!r}; choose from {', '.join(known)}")
     return [n for n in known if n in names]  # registered order
 
 
@@ -92,17 +134,19 @@ def draw_figures(out: Path, results_claims: dict, measurements: dict, data: dict
 def reproduce(scale: str = "quick", data: str = "digits", out: str | Path = "reports/latest", *,
               seed: int = 0, seeds: int | None = None, data_dir=None, device: str = "auto",
               only=None, models=None, iterations: int = 0, control: str = "",
-              command: str = "", progress: Progress | None = None, stream=None) -> dict:
+              workers: int | None = None, command: str = "", progress: Progress | None = None,
+              stream=None) -> dict:
     """Run the experiments (all, or ``only`` = names) with ``seeds`` seeds starting at
     ``seed`` (default: the scale's), write the report into ``out``; return the results dict
-    (also written as ``out/results.json``)."""
+    (also written as ``out/results.json``). ``workers``: processes training the seeds
+    (None = ``choose_workers``)."""
     from ..report.render import write_html, write_markdown, write_results
 
     sc = get_scale(scale)
     names = _check_names(only)
     n_seeds = seeds or sc.seeds
     if n_seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {n_seeds}")
+        raise UserError(f"--seeds must be at least 1, got {n_seeds}")
     seed_list = tuple(range(seed, seed + n_seeds))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,19 +154,27 @@ def reproduce(scale: str = "quick", data: str = "digits", out: str | Path = "rep
     progress = progress or Progress(stream=stream)
     progress.total = 2 * sum(sc.depths) * sc.epochs * n_seeds  # ETA units: twin depth x epochs
     progress.say(f"cnnarch reproduce: scale {sc.name}, data {data}, seeds {list(seed_list)}, out {out}")
+    pool = choose_workers(n_seeds, device, workers)
     threads = choose_threads() if device in ("auto", "cpu") and not torch.cuda.is_available() else {}
     if threads:
         progress.say(f"intra-op threads: {threads['threads']} (step times {threads.get('measured_s')})")
+    progress.say(f"seed workers: {pool['workers']} process{'es' if pool['workers'] > 1 else ''}"
+                 f"{' of 1 thread' if pool['workers'] > 1 else ''} ({pool['reason']}"
+                 f"{'' if workers else '; --workers N overrides'})")
     ctx = Context(sc, data=data, data_dir=data_dir, seeds=seed_list, device=device,
                   progress=progress, runs_dir=out / "runs" if sc.run_folders else None,
-                  models=tuple(models) if models else None, iterations=iterations, control=control)
-    measurements, exp_data = run_experiments(ctx, names)
+                  models=tuple(models) if models else None, iterations=iterations, control=control,
+                  workers=pool["workers"])
+    try:
+        measurements, exp_data = run_experiments(ctx, names)
+    finally:
+        ctx.close()
     claims = judge_all(measurements, sc.name, names)
     progress.say("writing figures and the report")
     draw_figures(out, claims, measurements, exp_data, progress)
     results = {"claims": claims,
                "controls": registry.CONTROLS,
-               "environment": dict(environment(device), thread_choice=threads),
+               "environment": dict(environment(device), thread_choice=threads, workers=pool),
                "config": {**{k: v for k, v in vars(sc).items() if k not in ("name", "seeds")},
                           "scale": sc.name, "data": data, "seeds": list(seed_list),
                           "experiments": names, "models": list(models or []),
