@@ -14,6 +14,11 @@ Dataset names (``load_dataset(name)``, ``--data``):
 - ``synthetic[:CxHxW[:K[:N]]]``: random uint8 images of shape C x H x W with K classes, N
   training and N // 4 test images (default ``synthetic:3x32x32:10:512``). For benchmarks.
   Example: ``synthetic:3x224x224:1000:256``.
+- ``NAME+random-labels``: the in-memory data set NAME with the labels of each split
+  permuted by a fixed generator (``RANDOM_LABELS_SEED``, whatever the training seed): the
+  same images and the same class counts, but no label says anything about its image, so
+  nothing can be learned (the random-labels negative control). Example:
+  ``digits+random-labels``.
 - ``imagefolder:PATH``: PATH holds one sub-folder per class (or ``train/`` and ``val/`` or
   ``test/`` folders each holding them; otherwise a fixed 80/20 split is made), at the
   images' native size unless ``image_size`` says otherwise. Served through DataLoader
@@ -50,8 +55,10 @@ from .archives import safe_extract
 from .augment import AugmentSpec, augment_batch
 from .transform import EvalTransform
 
-DATASETS = ("digits", "cifar10", "cifar100", "synthetic", "imagefolder:PATH")
+DATASETS = ("digits", "cifar10", "cifar100", "synthetic", "imagefolder:PATH", "NAME+random-labels")
 DIGITS_SPLIT_SEED = 0  # the digits train/test split never changes with the training seed
+RANDOM_LABELS = "+random-labels"  # the modifier that permutes a data set's labels
+RANDOM_LABELS_SEED = 0  # the permutation never changes with the training seed
 
 
 @dataclass
@@ -345,6 +352,24 @@ def load_synthetic(spec: str = "synthetic", *, seed: int = 0, device="cpu") -> I
                       [str(i) for i in range(k)], AugmentSpec(pad=pad, flip=True), "test", device)
 
 
+# --- permuted labels ------------------------------------------------------------------------
+
+
+def permute_labels(ds: InMemoryDataset) -> InMemoryDataset:
+    """``ds`` with the labels of each split permuted by a fixed generator (images untouched)."""
+    if not isinstance(ds, InMemoryDataset):
+        raise UserError(f"{RANDOM_LABELS} needs an in-memory data set (digits, cifar10, cifar100, "
+                        f"synthetic), not {ds.name}")
+    g = torch.Generator().manual_seed(RANDOM_LABELS_SEED)
+
+    def shuffled(labels: torch.Tensor) -> torch.Tensor:
+        return labels[torch.randperm(len(labels), generator=g).to(labels.device)]
+
+    return InMemoryDataset(ds.name + RANDOM_LABELS, ds.train_images, shuffled(ds.train_labels),
+                           ds.test_images, shuffled(ds.test_labels), ds.num_classes, ds.classes,
+                           ds.aug, ds.eval_split, ds.mean, ds.std)
+
+
 # --- the entry point ------------------------------------------------------------------------
 
 
@@ -359,6 +384,10 @@ def load_dataset(name: str, *, data_dir=None, download: bool = False, val_split:
     if not isinstance(name, str) or not name:
         raise UserError(f"dataset name must be a non-empty string; choose one of {', '.join(DATASETS)}")
     key = name.lower()
+    if key.endswith(RANDOM_LABELS) and len(key) > len(RANDOM_LABELS):
+        return permute_labels(load_dataset(name[:-len(RANDOM_LABELS)], data_dir=data_dir,
+                                           download=download, val_split=val_split, seed=seed,
+                                           device=device, image_size=image_size, workers=workers))
     if key == "digits":
         return load_digits(val_split=val_split, device=device)
     if key in CIFAR:

@@ -157,3 +157,29 @@ def test_imagefolder_worker_error_names_the_file(tmp_path):
     with pytest.raises(UserError, match=victim.split("/")[-1]) as info:
         list(d.train_batches(2))
     assert "\n" not in str(info.value)
+
+
+def test_random_labels_permute_each_split_with_a_fixed_generator():
+    base = load_dataset("digits")
+    d = load_dataset("digits+random-labels", seed=5)
+    again = load_dataset("digits+random-labels", seed=0)  # the training seed does not move it
+    assert d.name == "digits+random-labels" and d.num_classes == 10
+    assert torch.equal(d.train_images, base.train_images) and torch.equal(d.test_images, base.test_images)
+    assert torch.equal(d.train_labels, again.train_labels) and torch.equal(d.test_labels, again.test_labels)
+    for split in ("train", "test"):
+        new, old = getattr(d, f"{split}_labels"), getattr(base, f"{split}_labels")
+        assert torch.equal(torch.bincount(new, minlength=10), torch.bincount(old, minlength=10))
+        # a label agrees with its image's true label about as often as chance (10 %)
+        assert float((new == old).float().mean()) < 0.2, split
+    assert d.mean == base.mean and d.std == base.std
+
+
+def test_random_labels_reach_the_training_loop():
+    from cnnarch.train import TrainConfig, train
+
+    cfg = TrainConfig(model="resnet20", data="synthetic:1x8x8:4:64+random-labels", epochs=1,
+                      batch_size=32, device="cpu", quiet=True, seed=0)
+    result = train(cfg)
+    assert len(result.history) == 1 and result.history[0]["step"] == 2
+    with pytest.raises(UserError, match="unknown dataset"):
+        load_dataset("nosuch+random-labels")
