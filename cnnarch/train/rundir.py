@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 from ..errors import UserError
-from .checkpoint import RunLock, atomic_write_text, save_checkpoint, storage_error
+from .checkpoint import (
+    RunLock,
+    atomic_write_bytes,
+    atomic_write_text,
+    save_checkpoint,
+    storage_error,
+)
 from .config import TOML_HEADER, TrainConfig, to_toml
 from .logging import MetricsFile, TensorBoard, read_metrics
 
@@ -92,12 +99,38 @@ class RunFolder:
             raise (storage_error(exc, self.path)
                    or UserError(f"cannot create run folder {self.path}: {exc.strerror or exc}")) from None
         self._sweep()
+        notices = self._branch_from(cfg.resume) if cfg.resume else []
         atomic_write_text(self.path / "config.toml", to_toml(cfg.replace(resume=None)))
-        notices = self._keep_later_records(len(history))
+        notices += self._keep_later_records(len(history))
         MetricsFile.rewrite(self.path / "metrics.jsonl", history)
         self.metrics = MetricsFile(self.path / "metrics.jsonl")
         self.tb = TensorBoard(self.path, purge_step=step if step else None)
         return notices
+
+    def _branch_from(self, resume: str) -> list[str]:
+        """A resume of run A into another ``--out`` B: B first gets the checkpoint resumed from
+        (as ``last.pt``; A's ``best.pt`` too when it is not later than that), so B's history
+        never runs ahead of its checkpoints and B resumes on its own; A is only read. A B that
+        already holds a run is refused."""
+        from .checkpoint import find_checkpoint
+        from .resume import run_folder_of
+
+        source = run_folder_of(resume)
+        if source.resolve() == self.path.resolve():
+            return []
+        if any((self.path / "checkpoints" / f"{n}.pt").exists() for n in ("last", "best")):
+            raise UserError(f"--out {self.path} already holds a run; resuming {source} into another "
+                            "folder needs a new or empty one (nothing was written)")
+        start = find_checkpoint(resume)
+        best = source / "checkpoints" / "best.pt"
+        copies = {"last.pt": start}
+        if start.name == "best.pt" or (start.name == "last.pt" and best.is_file()):
+            copies["best.pt"] = best if start.name == "last.pt" else start
+        for name, src in copies.items():
+            with open(src, "rb") as f:
+                atomic_write_bytes(self.path / "checkpoints" / name, lambda out, f=f: shutil.copyfileobj(f, out))
+        return [f"continuing {source} in {self.path}: copied {', '.join(str(p) for p in copies.values())} "
+                f"first; {source} is left as it was"]
 
     def _sweep(self) -> None:
         for sub, names in OUR_TEMPORARIES.items():
