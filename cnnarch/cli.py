@@ -210,7 +210,8 @@ def _add_training_commands(sub, full: bool = True) -> None:
     p.add_argument("--download", action="store_true", help="download CIFAR if missing")
     p.add_argument("--val-split", action="store_true",
                    help="evaluate on the held-out validation part of the training split")
-    p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
+    p.add_argument("--batch-size", type=_positive_int, default=500, metavar="N",
+                   help="images per forward pass (default 500)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--precision", choices=["bf16", "fp16", "int8"],
                    help="also measure the inference fast path's accuracy cost at this precision "
@@ -256,54 +257,17 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .data import load_dataset
-    from .train import evaluate
-    from .train.checkpoint import find_checkpoint, load_model
+    from .inference.api import evaluate_checkpoint
     from .train.distributed import resolve_device
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
     threads = _apply_threads(args, device)
-    path = find_checkpoint(args.checkpoint, prefer="best" if args.best else "last")
-    model, meta = load_model(path, device=device)
-    name = args.data or meta.get("dataset") or "digits"
-    cfg = meta.get("config", {})
-    data = load_dataset(name, data_dir=args.data_dir or cfg.get("data_dir"), download=args.download,
-                        val_split=args.val_split, seed=int(cfg.get("seed", 0)), device=device,
-                        image_size=int(cfg.get("image_size", 0) or meta["input_size"][-1]),
-                        workers=int(cfg.get("workers", 4)))
-    if data.in_chans != meta["in_chans"] or data.num_classes != meta["num_classes"]:
-        raise UserError(f"{path} expects {meta['in_chans']}-channel images and "
-                        f"{meta['num_classes']} classes; {name} has {data.in_chans} and "
-                        f"{data.num_classes}")
-    result = evaluate(model, data, batch_size=args.batch_size, device=device)
+    result = evaluate_checkpoint(args.checkpoint, best=args.best, data=args.data,
+                                 data_dir=args.data_dir, download=args.download,
+                                 val_split=args.val_split, batch_size=args.batch_size,
+                                 device=device, precision=args.precision)
     _note(threads)
-    if result["loss"] != result["loss"] or abs(result["loss"]) == float("inf"):
-        raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")
-    fast = None
-    if args.precision:
-        from .inference.api import fast_path_cost
-
-        fast = fast_path_cost(model, data, args.precision, batch_size=args.batch_size, device=device)
-    if args.json:
-        print(json.dumps({"checkpoint": str(path), "model": meta["model"], "data": name, **result,
-                          **({"fast_path": fast} if fast else {})}))
-        return 0
-    print(f"{meta['model']} ({path}) on {name} {result['split']} ({result['n']} images): "
-          f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
-          f"loss {result['loss']:.4f}")
-    if fast:
-        print(f"fast path {fast['precision']}: top-1 {100 * fast['fast_top1']:.2f}% vs fp32 "
-              f"{100 * fast['fp32_top1']:.2f}% ({100 * fast['top1_change']:+.2f} points); "
-              f"top-1 agreement {100 * fast['top1_agreement']:.2f}% of {fast['n']} images")
-    print("per-class accuracy:")
-    for cls, acc in zip(result["classes"], result["per_class"], strict=True):
-        print(f"  {cls:>16}  {'-' if acc is None else f'{100 * acc:.2f}%'}")
-    if len(result["classes"]) <= 20:
-        print("confusion matrix (rows = true class, columns = predicted):")
-        for row in result["confusion"]:
-            print("  " + " ".join(f"{v:5d}" for v in row))
+    print(json.dumps(result.to_dict()) if args.json else result.render())
     return 0
 
 
@@ -438,7 +402,8 @@ def _add_speed_commands(sub) -> None:
                     "(cnnarch.inference.optimize); train times one SGD step.")
     p.add_argument("model", metavar="MODEL", help="a registered model name (see `cnnarch models`)")
     p.add_argument("--mode", choices=["infer", "train"], default="infer")
-    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    p.add_argument("--batch", type=_positive_int, default=16, metavar="N",
+                   help="images per batch (default 16)")
     p.add_argument("--input-size", type=_input_size, metavar="C,H,W",
                    help="input size (default: the model's native size)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -451,7 +416,8 @@ def _add_speed_commands(sub) -> None:
                    help="keep NCHW memory")
     p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                    help="inference: keep BatchNorm layers")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    p.add_argument("--repeats", type=_positive_int, default=5, metavar="N",
+                   help="timed repeats, median reported (default 5)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_threads(p)
@@ -485,7 +451,8 @@ def _add_speed_commands(sub) -> None:
                    help="a .pt checkpoint, a run folder, or a model name with published weights "
                         "(resnet18 ... resnet152, googlenet_tv)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--top-k", type=_positive_int, default=5, metavar="K",
+                   help="classes to show per image (default 5)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     _add_weights(p)
@@ -502,8 +469,6 @@ def _add_weights(p) -> None:
 def _cmd_bench(args) -> int:
     from .inference.bench import bench
 
-    if args.batch < 1 or args.repeats < 1:
-        raise UserError("--batch and --repeats must be >= 1")
     threads = _apply_threads(args, args.device)
     result = bench(args.model, args.mode, args.batch, args.input_size, precision=args.precision,
                    compile=args.compile, channels_last=args.channels_last, fold_bn=args.fold_bn,
@@ -513,32 +478,13 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def _load_for_inference(source: str, weights: str | None, device="cpu"):
-    """(model, transform) from a checkpoint or run folder, or from a model name with its
-    published weights (``--weights``; a name that is not a path means its DEFAULT weights)."""
-    from .data.transform import EvalTransform
-    from .models import create_model, get_entry, list_models
-    from .models.pretrained import WEIGHTS, load_pretrained
-
-    if not Path(source).exists() and source not in WEIGHTS and source in list_models():
-        raise UserError(f"{source} has no published weights (models with weights: "
-                        f"{', '.join(WEIGHTS)}); give a checkpoint or run folder")
-    if weights is not None or (source in WEIGHTS and not Path(source).exists()):
-        no_aux = {"aux_logits": False} if "aux_logits" in get_entry(source).options else {}
-        model = load_pretrained(create_model(source, **no_aux), source, weights).to(device)
-        return model, model.eval_transform
-    from .train.checkpoint import load_model
-
-    model, meta = load_model(source, device=device)
-    return model, EvalTransform.from_meta(meta)
-
-
 def _cmd_export(args) -> int:
+    from .inference.api import load_for_inference
     from .inference.onnx_export import ONNX_DEFAULT_OPSET, check_opset, export_onnx
 
     opset = check_opset(ONNX_DEFAULT_OPSET if args.opset is None else args.opset)
     threads = _apply_threads(args)
-    model, transform = _load_for_inference(args.checkpoint, args.weights)
+    model, transform = load_for_inference(args.checkpoint, args.weights)
     report = export_onnx(model, args.onnx, transform, opset=opset)
     _note(threads)
     print(json.dumps(report.to_dict()) if args.json else report)
@@ -546,12 +492,13 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    from .inference.api import load_for_inference
     from .inference.predict import format_predictions, predict_files
     from .train.distributed import resolve_device
 
     device = resolve_device(args.device)
     threads = _apply_threads(args, device)
-    model, transform = _load_for_inference(args.checkpoint, args.weights, device)
+    model, transform = load_for_inference(args.checkpoint, args.weights, device)
     results = predict_files(model, transform, args.images, top_k=args.top_k, device=device)
     _note(threads)
     print(json.dumps(results) if args.json else format_predictions(results))

@@ -4,11 +4,19 @@
 native) and builds the float fast path (:mod:`cnnarch.inference.fastpath`) or the int8 one
 (:mod:`cnnarch.inference.quantize`). ``precision_agreement`` measures what the reduced
 precision costs on real data: top-1 agreement with fp32 and both accuracies.
+
+``load_for_inference`` gives the model and its evaluation transform from a checkpoint, a
+run folder or a model name with published weights; ``evaluate_checkpoint`` evaluates a
+checkpoint on its dataset (what ``cnnarch eval`` prints, :class:`CheckpointEvaluation`).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -142,3 +150,113 @@ def fast_path_cost(model: nn.Module, data, precision: str, *, batch_size: int = 
     batches = ((x.to(device), y.to(device)) for x, y in data.eval_batches(batch_size, device=device))
     return precision_agreement(model, batches, precision=precision, batch_size=batch_size,
                                device=device, calibration=calibration)
+
+
+# --- checkpoints: load for inference, evaluate ------------------------------------------------
+
+
+def load_for_inference(source: str | os.PathLike, weights: str | None = None, device="cpu"):
+    """-> (model in eval mode on ``device``, its ``EvalTransform``) from a checkpoint or run
+    folder, or from a model name with published weights (``weights`` names them; a bare
+    model name that is not a path means its DEFAULT weights)."""
+    from ..data.transform import EvalTransform
+    from ..models import create_model, get_entry, list_models
+    from ..models.pretrained import WEIGHTS, load_pretrained
+    from ..train.checkpoint import load_model
+
+    source = os.fspath(source)
+    is_path = Path(source).exists()
+    if not is_path and source not in WEIGHTS and source in list_models():
+        raise UserError(f"{source} has no published weights (models with weights: "
+                        f"{', '.join(WEIGHTS)}); give a checkpoint or run folder")
+    if weights is not None or (source in WEIGHTS and not is_path):
+        no_aux = {"aux_logits": False} if "aux_logits" in get_entry(source).options else {}
+        model = load_pretrained(create_model(source, **no_aux), source, weights).to(device)
+        return model.eval(), model.eval_transform
+    model, meta = load_model(source, device=device)
+    return model, EvalTransform.from_meta(meta)
+
+
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    """A checkpoint evaluated on a dataset's split (``metrics``: ``cnnarch.train.evaluate``'s
+    dict) and, when asked for, the fast path's accuracy cost (``fast_path``:
+    :func:`fast_path_cost`'s dict)."""
+
+    checkpoint: str
+    model: str
+    data: str
+    metrics: dict
+    fast_path: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"checkpoint": self.checkpoint, "model": self.model, "data": self.data,
+                **self.metrics, **({"fast_path": self.fast_path} if self.fast_path else {})}
+
+    def render(self) -> str:
+        m, fast = self.metrics, self.fast_path
+        top5 = f"  top-5 {100 * m['top5']:.2f}%" if len(m["classes"]) > 5 else ""
+        lines = [f"{self.model} ({self.checkpoint}) on {self.data} {m['split']} ({m['n']} images): "
+                 f"top-1 {100 * m['top1']:.2f}%{top5}  loss {m['loss']:.4f}"]
+        if fast:
+            lines.append(f"fast path {fast['precision']}: top-1 {100 * fast['fast_top1']:.2f}% vs "
+                         f"fp32 {100 * fast['fp32_top1']:.2f}% ({100 * fast['top1_change']:+.2f} "
+                         f"points); top-1 agreement {100 * fast['top1_agreement']:.2f}% of "
+                         f"{fast['n']} images")
+        lines.append("per-class accuracy:")
+        lines += [f"  {cls:>16}  {'-' if acc is None else f'{100 * acc:.2f}%'}"
+                  for cls, acc in zip(m["classes"], m["per_class"], strict=True)]
+        if len(m["classes"]) <= 20:
+            lines += self._confusion_lines()
+        return "\n".join(lines)
+
+    def _confusion_lines(self) -> list[str]:
+        classes, confusion = self.metrics["classes"], self.metrics["confusion"]
+        width = max(5, *(len(str(c)) for c in classes), *(len(str(v)) for r in confusion for v in r))
+        label = max(len(str(c)) for c in classes)
+        head = " " * (label + 2) + "".join(f" {str(c):>{width}}" for c in classes)
+        return (["confusion matrix (rows = true class, columns = predicted):", head]
+                + [f"  {str(c):>{label}}" + "".join(f" {v:{width}d}" for v in row)
+                   for c, row in zip(classes, confusion, strict=True)])
+
+
+def _dataset_of(meta: dict, *, data: str | None, data_dir, download: bool, val_split: bool,
+                device):
+    """The dataset a checkpoint was trained on (or ``data``), split and sized as in training."""
+    from ..data import load_dataset
+
+    cfg = meta.get("config", {})
+    name = data or meta.get("dataset") or "digits"
+    return name, load_dataset(
+        name, data_dir=data_dir or cfg.get("data_dir"), download=download, val_split=val_split,
+        seed=int(cfg.get("seed", 0)), device=device, workers=int(cfg.get("workers", 4)),
+        image_size=int(cfg.get("image_size", 0) or meta["input_size"][-1]))
+
+
+def evaluate_checkpoint(source: str | os.PathLike, *, best: bool = False, data: str | None = None,
+                        data_dir=None, download: bool = False, val_split: bool = False,
+                        batch_size: int = 500, device="cpu",
+                        precision: str | None = None) -> CheckpointEvaluation:
+    """Evaluate a checkpoint (or a run folder's last.pt; ``best``: its best.pt) on the test
+    split of the dataset it was trained on (``data`` overrides; ``val_split``: the held-out
+    validation part of the training split). With ``precision`` ("bf16", "fp16", "int8") also
+    the fast path's accuracy cost (:func:`fast_path_cost`)."""
+    from ..train import evaluate
+    from ..train.checkpoint import find_checkpoint, load_model
+
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    path = find_checkpoint(source, prefer="best" if best else "last")
+    model, meta = load_model(path, device=device)
+    name, dataset = _dataset_of(meta, data=data, data_dir=data_dir, download=download,
+                                val_split=val_split, device=device)
+    if dataset.in_chans != meta["in_chans"] or dataset.num_classes != meta["num_classes"]:
+        raise UserError(f"{path} expects {meta['in_chans']}-channel images and "
+                        f"{meta['num_classes']} classes; {name} has {dataset.in_chans} and "
+                        f"{dataset.num_classes}")
+    metrics = evaluate(model, dataset, batch_size=batch_size, device=device)
+    if not math.isfinite(metrics["loss"]):
+        raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")
+    fast = (fast_path_cost(model, dataset, precision, batch_size=batch_size, device=device)
+            if precision else None)
+    return CheckpointEvaluation(str(path), meta["model"], name, metrics, fast)

@@ -42,7 +42,7 @@ def predict_files(model: nn.Module, transform, paths, *, top_k: int = 5,
     from ..data.transform import EvalTransform
 
     if top_k < 1:
-        raise UserError(f"--top-k must be >= 1, got {top_k}")
+        raise UserError(f"top_k must be >= 1, got {top_k}")
     if not isinstance(transform, EvalTransform):
         transform = EvalTransform.from_meta(transform)
     images = torch.stack([transform(open_image(p)) for p in paths])  # N x C x H x W
