@@ -56,8 +56,11 @@ OUR_TEMPORARIES = {".": ("config.toml", "metrics.jsonl"), "checkpoints": ("last.
 def is_run_folder(path: Path) -> bool:
     if any((path / "checkpoints" / f"{n}.pt").is_file() for n in ("last", "best")):
         return True
+    toml = path / "config.toml"
+    if not toml.is_file():  # a FIFO there would block the read for ever
+        return False
     try:
-        with open(path / "config.toml", encoding="utf-8", errors="replace") as f:
+        with open(toml, encoding="utf-8", errors="replace") as f:
             return f.readline().rstrip("\n") == TOML_HEADER
     except OSError:
         return False
