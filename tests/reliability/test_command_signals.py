@@ -47,10 +47,14 @@ def drive(argv, fault: str, cwd: Path, timeout: float = 300) -> subprocess.Compl
                           capture_output=True, text=True, timeout=timeout)
 
 
-def assert_one_line_exit(proc: subprocess.CompletedProcess, sig: int) -> str:
+def assert_one_line_exit(proc: subprocess.CompletedProcess, sig: int, progress: bool = False) -> str:
+    """Exit 128 + sig, no traceback, one line saying so (``progress``: the last line, after
+    the progress lines a command such as ``experiment`` prints as it goes)."""
     assert proc.returncode == 128 + sig, (proc.returncode, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("threads:")]
+    if progress:
+        lines = [line for line in lines if not line.startswith("[")][-1:] or lines[-1:]
     assert len(lines) == 1, proc.stderr[-3000:]
     assert "interrupted" in lines[0], lines
     return lines[0]
@@ -152,7 +156,7 @@ def test_experiment_signal_during_a_report_write_leaves_whole_files(tmp_path, si
             assert p.read_text().rstrip().endswith("</html>")
         if p.suffix == ".png":
             assert p.read_bytes().endswith(b"IEND\xaeB`\x82")
-    assert_one_line_exit(proc, sig)
+    assert_one_line_exit(proc, sig, progress=True)
 
 
 # --- start-up ----------------------------------------------------------------------------------
