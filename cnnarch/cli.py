@@ -225,6 +225,7 @@ def _add_training_commands(sub, full: bool = True) -> None:
 def _cmd_train(args) -> int:
     from .train import NonFiniteLoss, train
     from .train.config import to_toml
+    from .train.logging import final_line
     from .train.options import config_from_args
 
     cfg = config_from_args(args)
@@ -248,8 +249,6 @@ def _cmd_train(args) -> int:
         print(json.dumps({"model": cfg.model, "data": cfg.data, "run_dir": str(result.run_dir),
                           "wall_s": wall, "final": last}, default=str))
     elif last:
-        from .train.logging import final_line
-
         print(final_line(cfg, result))
     else:
         print(f"nothing to do: {result.run_dir} already finished its {cfg.epochs} epochs")

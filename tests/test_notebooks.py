@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -29,7 +30,9 @@ def test_committed_notebooks_have_no_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name} cell {i}"
 
 
-def test_tour_runs_top_to_bottom(tmp_path):
+@pytest.fixture(scope="module")
+def executed_tour(tmp_path_factory):
+    """The tour executed top to bottom with the quick budgets."""
     nb = nbformat.read(NOTEBOOKS[[p.name for p in NOTEBOOKS].index("tour.ipynb")], as_version=4)
     cell = _parameters_cell(nb)
     names = {line.split("=")[0].strip() for line in cell.source.splitlines()
@@ -37,13 +40,30 @@ def test_tour_runs_top_to_bottom(tmp_path):
     assert names == {"EPOCHS", "DEPTHS", "SEED", "THREADS"}  # the quick values set them all
     cell.source = QUICK_PARAMETERS
     NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for out in c.outputs)
+                   resources={"metadata": {"path": str(tmp_path_factory.mktemp("tour"))}}).execute()
+    return nb
+
+
+def _outputs(nb):
+    return [out for c in nb.cells if c.cell_type == "code" for out in c.outputs]
+
+
+def test_tour_runs_top_to_bottom(executed_tour):
+    outputs = _outputs(executed_tour)
+    text = "\n".join(out.get("text", "") for out in outputs if out.get("name") != "stderr")
     assert "naive, by hand: 854,196,224 MACs, output depth 672" in text
     assert "(1, 192, 28, 28) -> (1, 256, 28, 28)" in text
     for name in ("plain20", "resnet20", "plain32", "resnet32"):
         assert f"{name} " in text and "training error" in text
-    images = [out for c in nb.cells if c.cell_type == "code" for out in c.outputs
-              if "image/png" in out.get("data", {})]
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(images) == 3  # the depth plot, the training curves, the gradient profiles
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "cnnarch/train/logging.py's progress_bar imports tqdm.auto even for a disabled bar "
+    "(quiet=True), and tqdm.auto in a kernel without ipywidgets warns 'IProgress not found'; "
+    "needs tqdm.std when the bar is disabled or ipywidgets is missing"))
+def test_tour_writes_no_warnings(executed_tour):
+    """Nothing on the cells' stderr: a warning there is a defect to fix, not to filter."""
+    stderr = [out.text for out in _outputs(executed_tour) if out.get("name") == "stderr"]
+    assert stderr == []
