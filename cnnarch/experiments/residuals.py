@@ -227,7 +227,7 @@ register(Claim(
             "Middle: mean ||F(x)||/||x|| per epoch, one thin line per seed (0 = initialisation). "
             "Right: epochs to the target training error. Look for blue below red, lines going "
             "down, and shorter ResNet bars.",
-    controls=("random-labels", "plain-twins"), draw=_draw))
+    controls=("random-labels", "plain-twins", "untrained"), draw=_draw))
 
 register_experiment(Experiment("residuals", run, ("R4",), order=30,
                                summary="R4: layer responses and ||F(x)||/||x|| of the trained twins"))

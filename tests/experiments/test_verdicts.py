@@ -35,6 +35,11 @@ def test_r2_plain_degrades():
     # random labels: nothing learned -> inconclusive
     m = _twins(**GOOD, test={k: [0.9, 0.88, 0.91] for k in ("plain20", "plain56", "resnet20", "resnet56")})
     assert _v(degradation.judge_r2_plain, m) == INCONCLUSIVE
+    # ordered beyond the spread, but one seed's degradation is within the 2-point margin: not
+    # evidence against the claim either -> inconclusive (v2 said not reproduced)
+    m = _twins(**dict(GOOD, p20=[0.02, 0.02, 0.02], p56=[0.05, 0.05, 0.035]))
+    assert _v(degradation.judge_r2_plain, m) == INCONCLUSIVE
+    assert degradation.judge_r2_plain_v2(m).verdict == NOT_REPRODUCED
 
 
 def test_r2_resnet_does_not_degrade():
@@ -43,6 +48,12 @@ def test_r2_resnet_does_not_degrade():
     ctrl = _twins(**dict(GOOD, r20=GOOD["p20"], r56=GOOD["p56"]))
     assert _v(degradation.judge_r2_resnet, ctrl) == NOT_REPRODUCED
     assert _v(degradation.judge_r2_resnet, _twins(**dict(GOOD, r56=[0.05, 0.06, 0.05]))) == NOT_REPRODUCED
+    # mean gap beyond the spread, but the deeper ResNet is lower in one of 10 seeds -> inconclusive
+    ten = {"seeds": list(range(10)), "depths": [20, 56], "chance_error": 0.9,
+           "final_train_error": {"resnet20": [0.0] * 9 + [0.3], "resnet56": [0.4] * 9 + [0.2]}}
+    ten["final_test_error"] = ten["final_train_error"]
+    assert _v(degradation.judge_r2_resnet, ten) == INCONCLUSIVE
+    assert degradation.judge_r2_resnet_v1(ten).verdict == NOT_REPRODUCED
 
 
 def test_r1_parts():
@@ -198,6 +209,8 @@ def test_g1_to_g4_need_the_lecture_numbers():
     ([0.1, 0.2, 0.15], [0.16, 0.12, 0.18], INCONCLUSIVE),
     ([0.1], [0.2], REPRODUCED),
     ([0.2], [0.1], NOT_REPRODUCED),
+    ([0.1], [0.1], INCONCLUSIVE),  # a tie is not the opposite ordering
+    ([0.1, 0.1, 0.1], [0.1, 0.1, 0.1], INCONCLUSIVE),
 ])
 def test_compare_lower_beyond_the_seed_spread(low, high, expected):
     assert degradation.compare_lower(low, high, "a", "b", "error").verdict == expected
