@@ -195,33 +195,53 @@ def _init_profiles(ctx, x, y, depths, deep, seed) -> dict:
     return out
 
 
+def _probes(ctx) -> dict:
+    """{size: (images, labels)}: the probe batch at the native size and upsampled to 32x32."""
+    ds = ctx.dataset()
+    native = ds.image_size[0]
+    x8, y8 = probe_batch(ds, ctx.scale.probe_images, split="train")
+    probes = {native: (x8, y8)}
+    if UPSAMPLED > native:
+        probes[UPSAMPLED] = (upsample(x8[:PROBE_32], UPSAMPLED), y8[:PROBE_32])
+    return probes
+
+
+def init_probes(ctx, seed: int) -> dict:
+    """{size: {regime: {name: profile dict}}} at initialisation for one seed: both twins of
+    the shallowest and deepest depth at the native size, the deepest (and its zero-initialised
+    ResNet) at 32x32. Run for every seed through ``ctx.per_seed``."""
+    native = ctx.dataset().image_size[0]
+    deep = max(ctx.depths())
+    depths = sorted({min(ctx.depths()), deep})
+    return {size: _init_profiles(ctx, x, y, depths if size == native else (deep,), deep, seed)
+            for size, (x, y) in _probes(ctx).items()}
+
+
 def run(ctx) -> dict:
     from ..analysis.gradients import activation_gradients, block_jacobians
 
     ctx.progress.start("gradient-flow (R5)")
     ds = ctx.dataset()
     native = ds.image_size[0]
-    sizes = sorted({native, max(native, UPSAMPLED)})
+    probes = _probes(ctx)
+    sizes = sorted(probes)
     deep = max(ctx.depths())
     depths = sorted({min(ctx.depths()), deep})
-    x8, y8 = probe_batch(ds, ctx.scale.probe_images, split="train")
-    probes = {native: (x8, y8)}
-    if UPSAMPLED in sizes and UPSAMPLED != native:
-        probes[UPSAMPLED] = (upsample(x8[:PROBE_32], UPSAMPLED), y8[:PROBE_32])
+    x8, y8 = probes[native]
     m = {"seeds": list(ctx.seeds), "depth": deep, "sizes": sizes, "native_size": native,
          "judged_size": judged_size(sizes), "init_bn": {}, "init_none": {},
          "trained_bn": {f"{k}{deep}": [] for k in ("plain", "resnet")},
          "jacobian_trained": [], "gate_model": f"resnet{depths[0]}",
          "final_test_error": {f"resnet{d}": [] for d in depths},
          "chance_error": 1 - 1 / ds.num_classes}
-    for size, (x, y) in probes.items():
+    ctx.progress.say("gradient norms at initialisation on " + ", ".join(
+        f"{z}x{z} inputs ({len(x)} images)" for z, (x, _) in probes.items()) + ", every seed")
+    by_seed = ctx.per_seed(init_probes)
+    for size in sizes:
         for regime in ("init_bn", "init_none"):
             m[regime][str(size)] = {}
-        ctx.progress.say(f"gradient norms at initialisation on {size}x{size} inputs ({len(x)} images)")
-        for seed in ctx.seeds:
-            prof = _init_profiles(ctx, x, y, depths if size == native else (deep,), deep, seed)
-            for regime, by_name in prof.items():
-                for name, p in by_name.items():
+            for seed in ctx.seeds:
+                for name, p in by_seed[seed][size][regime].items():
                     m[regime][str(size)].setdefault(name, []).append(p)
     for seed in ctx.seeds:
         runs = ctx.twins(seed)["runs"]
@@ -277,7 +297,7 @@ register(Claim(
             "(dotted); one thin line per seed. Bottom: after training, and the block Jacobians' "
             "singular values. Look for the blue (ResNet) lines staying flat while the red (plain) "
             "ones bend, and for I + dF/dx around 1.",
-    controls=("random-labels", "plain-twins"), draw=_draw))
+    controls=("random-labels", "plain-twins", "untrained"), draw=_draw))
 
 register_experiment(Experiment("gradient-flow", run, ("R5",), order=40,
                                summary="R5: gradient norms along the depth and block Jacobians"))
