@@ -13,7 +13,6 @@ import pytest
 from cnnarch.experiments.claims import REPRODUCED, claims
 from cnnarch.experiments.common import Scale
 
-
 TWIN_EXPERIMENTS = ["degradation", "residuals", "gradient-flow"]
 # one epoch on digits: enough for ResNet-20 to learn (12-23 % test error, seeds 0 and 1)
 DIGITS_TINY = Scale("tiny-digits", depths=(20,), epochs=1, batch_size=32, lr=0.05, weight_decay=1e-4,
