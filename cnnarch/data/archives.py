@@ -98,7 +98,12 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     Members that already exist in ``target`` are replaced only once the whole archive has
     extracted cleanly.
     """
+    for name, value in (("archive", archive), ("target", target)):
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+            raise UserError(f"safe_extract: {name} must be a path (str or os.PathLike), got {value!r}")
     archive, target = Path(archive), Path(target)
+    if archive.is_dir():
+        raise UserError(f"cannot extract {archive}: it is a folder, not a tar archive")
     target.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive) as tar:

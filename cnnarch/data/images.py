@@ -25,6 +25,10 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode ``path`` into a PIL image of mode ``L`` or ``RGB`` (see the module docstring)."""
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise UserError(f"open_image: path must be a file name (str or os.PathLike), got {path!r}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise UserError(f"open_image: max_pixels must be a positive integer, got {max_pixels!r}")
     path = Path(path)
     if not path.exists():
         raise UserError(f"image {path} not found")

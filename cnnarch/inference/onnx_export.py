@@ -159,14 +159,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, transform, *,
     onnxruntime on ``check_batches`` random batches and compared with PyTorch; only then is
     it written to ``path``. A mismatch raises :class:`ToleranceError` and writes nothing.
     """
-    from ..data.transform import EvalTransform
     from ..train.checkpoint import atomic_write_bytes
     from ..train.signals import interruptible
 
     opset = check_opset(opset)
-    if not isinstance(transform, EvalTransform):
-        c = int(tuple(transform)[0])
-        transform = EvalTransform(tuple(transform), (0.0,) * c, (1.0,) * c)
+    transform = _check_arguments(model, path, transform, check_batches, rtol, atol)
     c, h, w = transform.input_size
     path = Path(path)
     if path.is_dir():
@@ -174,6 +171,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, transform, *,
     if not path.parent.exists():
         raise UserError(f"folder {path.parent} does not exist")
     model = copy.deepcopy(model).float().cpu().eval()
+    _check_input(model, (c, h, w))
     start = time.perf_counter()
     with interruptible(f"the ONNX export stopped before {path} was written (nothing was written)"):
         data = _serialised(model, torch.randn(2, c, h, w), opset, metadata(transform, model_name(model)))
@@ -188,6 +186,41 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, transform, *,
     with interruptible(f"{path} was written whole and verified as the signal came"):
         atomic_write_bytes(path, lambda f: f.write(data))  # a signal waits until it is whole
     return report
+
+
+def _check_arguments(model, path, transform, check_batches, rtol, atol):
+    """A UserError naming the first bad argument of ``export_onnx``; -> the EvalTransform."""
+    from ..data.transform import EvalTransform
+
+    if not isinstance(model, nn.Module):
+        raise UserError(f"export_onnx: model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise UserError(f"export_onnx: path must be a file name (str or os.PathLike), got {path!r}")
+    if not isinstance(transform, EvalTransform):
+        size = tuple(transform) if isinstance(transform, (tuple, list)) else None
+        if size is None or len(size) != 3 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
+            raise UserError("export_onnx: transform must be an EvalTransform or a (C, H, W) input "
+                            f"size of positive integers, got {transform!r}")
+        transform = EvalTransform(size, (0.0,) * size[0], (1.0,) * size[0])
+    if (not isinstance(check_batches, (tuple, list)) or not check_batches or not all(
+            isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 65536 for b in check_batches)):
+        raise UserError("export_onnx: check_batches must be one or more batch sizes in 1..65536 "
+                        f"(a file is verified before it is written), got {check_batches!r}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol):
+            raise UserError(f"export_onnx: {name} must be a finite number, got {tol!r}")
+    return transform
+
+
+def _check_input(model: nn.Module, size) -> None:
+    """One forward of a zero image: one line when the model cannot take C x H x W."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise UserError(f"export_onnx: the model does not take {'x'.join(map(str, size))} inputs "
+                        f"(transform): {first_line(exc)[:200]}") from None
 
 
 def _serialised(model: nn.Module, example: torch.Tensor, opset: int, props: dict) -> bytes:

@@ -117,10 +117,41 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Serialise in memory first, so a disk error is a plain OSError from one write (torch's
-    own writer would wrap it in an internal RuntimeError)."""
+    own writer would wrap it in an internal RuntimeError). ``state`` must be a cnnarch
+    checkpoint of tensors and plain data only (what ``load_checkpoint`` reads back)."""
+    _check_path("save_checkpoint", "path", path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"save_checkpoint: state must be a dict with format={FORMAT!r} (see "
+                        f"cnnarch.train.checkpoint), got {type(state).__name__}")
+    _check_plain(state, "state")
     buf = io.BytesIO()
     torch.save(state, buf)
     return atomic_write_bytes(path, lambda f: f.write(buf.getbuffer()))
+
+
+PLAIN_LEAVES = (torch.Tensor, str, bytes, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _check_plain(value, where: str) -> None:
+    """A UserError naming the first entry of ``value`` that is not a tensor or plain data (it
+    would be written, and then refused by the weights-only loader)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise UserError(f"save_checkpoint: {where} has a key of type {type(k).__name__}")
+            _check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif not isinstance(value, PLAIN_LEAVES):
+        raise UserError(f"save_checkpoint: {where} is a {type(value).__name__}; a checkpoint holds "
+                        "tensors and plain data only")
+
+
+def _check_path(function: str, name: str, value) -> None:
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise UserError(f"{function}: {name} must be a file or folder name (str or os.PathLike), "
+                        f"got {value!r}")
 
 
 # --- safe loads -----------------------------------------------------------------------------
@@ -129,6 +160,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 def find_checkpoint(path: str | os.PathLike, prefer: str = "last", *, fallback: bool = True) -> Path:
     """A checkpoint file, or a run folder (its checkpoints/{prefer}.pt, else, with
     ``fallback``, the other one)."""
+    _check_path("find_checkpoint", "path", path)
+    if prefer not in ("last", "best"):
+        raise UserError(f"find_checkpoint: prefer must be 'last' or 'best', got {prefer!r}")
     p = Path(path)
     if p.is_dir():
         names = (prefer, "best" if prefer == "last" else "last") if fallback else (prefer,)
@@ -144,6 +178,7 @@ def find_checkpoint(path: str | os.PathLike, prefer: str = "last", *, fallback: 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """``torch.load(weights_only=True)`` with one-line errors; checks it is ours."""
+    _check_path("load_checkpoint", "path", path)
     p = find_checkpoint(path)
     check_zip_sizes(p)
     try:
@@ -231,6 +266,7 @@ def build_model_from_meta(meta: dict):
 
 def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
     """-> (model in eval mode on ``device``, meta). A run folder loads its last.pt."""
+    _check_path("load_model", "path_or_run_dir", path_or_run_dir)
     state = load_checkpoint(path_or_run_dir)
     meta = dict(state["meta"], config=state.get("config", {}))
     model = build_model_from_meta(meta)
