@@ -44,7 +44,10 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_IMAGE_PIXELS):
             return _plain_mode(img, path)
     except UserError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # PIL's own check, at twice its limit, at open
+        raise UserError(f"image {path} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more "
+                        f"than the limit of {max_pixels:,} (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"cannot decode image {path}: {first_line(exc)}") from None
 
 
