@@ -50,11 +50,13 @@ class StorageError(UserError):
     """The disk refused a write (full, read-only, no permission): one line naming the path."""
 
 
-def storage_error(exc: OSError, path) -> StorageError | None:
-    """The StorageError for ``exc`` when it is a disk condition, else None."""
+def storage_error(exc: OSError, path, *, target: bool = False) -> StorageError | None:
+    """The StorageError for ``exc`` when it is a disk condition, else None. It names the
+    file the error names, else ``path``; with ``target``, always ``path`` (the file being
+    written, not the temporary an atomic write failed on)."""
     if exc.errno not in STORAGE_ERRNOS:
         return None
-    where = exc.filename or path
+    where = path if target else (exc.filename or path)
     return StorageError(f"cannot write {where}: {exc.strerror or os.strerror(exc.errno)}")
 
 
@@ -92,7 +94,7 @@ def _write_replace(path: Path, write) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise (storage_error(exc, path) or exc) from None
+        raise (storage_error(exc, path, target=True) or exc) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -104,7 +106,7 @@ def _write_replace(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise (storage_error(exc, path) or exc) from None
+        raise (storage_error(exc, path, target=True) or exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -25,6 +25,8 @@ functions it calls:
                                ``MOD.FUNC`` begins (the function then runs): Ctrl-C or a
                                ``kill`` at a chosen moment of any command
 - ``signal-on-import:SIG:MOD``  send SIG as the import of module MOD begins (start-up)
+- ``oserror:ERRNO:N``           the N-th ``os.fsync`` of a regular file fails with ERRNO
+                               (ENOSPC, EROFS, ...): a full or read-only disk at a chosen write
 - ``pause:step:N:FILE``        after the N-th step, create FILE and sleep (never returns)
 - ``killpg:SIG:N``             after the N-th step, send SIG (INT, TERM) to the process group
                                a terminal's Ctrl-C reaches: under torchrun the agent's (the
@@ -63,6 +65,20 @@ def _arm(spec: str) -> None:
     counts: dict[str, int] = {}
     if event == "signal-on-import":
         _signal_on_import(getattr(signal, "SIG" + parts[1]), parts[2])
+        return
+    if event == "oserror":
+        import errno
+        import stat
+
+        code, n = getattr(errno, parts[1]), int(parts[2])
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            if stat.S_ISREG(os.fstat(fd).st_mode) and hit("fsync", n):
+                raise OSError(code, os.strerror(code))
+            return real_fsync(fd)
+
+        os.fsync = fsync
         return
     if event == "signal-at":
         import importlib
