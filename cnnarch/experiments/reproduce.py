@@ -62,7 +62,7 @@ def choose_workers(n_seeds: int, device: str = "cpu", requested: int | None = No
 
     ``requested`` (``--workers N``) wins. On a GPU the seeds share the device: one process.
     On CPUs the idle cores are the usable cores less those the 1-minute load average shows
-    busy; with fewer than 2 idle, one process. Otherwise the smallest number of single-threaded
+    busy; with fewer than 1.5 idle, one process. Otherwise the smallest number of single-threaded
     workers w that minimises the estimated wall time ceil(n / w) x max(1, w / idle): seeds run
     in rounds of w, and w workers on fewer idle cores share them. 3 seeds on 2 idle cores:
     3 workers (1.5 seed-times) rather than 2 (two rounds, 2 seed-times).
@@ -79,8 +79,8 @@ def choose_workers(n_seeds: int, device: str = "cpu", requested: int | None = No
     busy = busy_cores() or 0.0
     idle = cores - busy
     out = {"cores": cores, "busy": round(busy, 2)}
-    if n_seeds <= 1 or idle < 2:
-        return dict(out, workers=1, reason="one seed" if n_seeds <= 1 else "fewer than 2 idle cores")
+    if n_seeds <= 1 or idle < 1.5:
+        return dict(out, workers=1, reason="one seed" if n_seeds <= 1 else f"{idle:.1f} idle cores")
     best = min(range(1, n_seeds + 1), key=lambda w: (math.ceil(n_seeds / w) * max(1.0, w / idle), w))
     return dict(out, workers=best, reason=f"{idle:.1f} idle cores for {n_seeds} seeds")
 

@@ -71,6 +71,7 @@ def test_per_seed_needs_a_module_level_function():
     (2, 0.0, 2, 2),
     (2, 0.0, 4, 2),  # two rounds of 2 ties with 4 workers at 2x: the fewer processes
     (2, 1.0, 3, 1),  # one idle core: this process trains the seeds
+    (2, 0.4, 3, 3),  # 1.6 idle cores: 3 workers at 1.9x still beat 3 rounds
     (4, 0.0, 3, 3),
     (16, 2.0, 3, 3),
     (2, 0.0, 1, 1),
