@@ -117,6 +117,12 @@ def _parts_rows(c: dict) -> list[dict]:
     return rows
 
 
+def _workers(env: dict) -> str:
+    """', seeds in N worker processes' when the seeds ran in parallel, else ''."""
+    n = (env.get("workers") or {}).get("workers", 1)
+    return f", seeds in {n} worker processes" if n > 1 else ""
+
+
 def _header_lines(results: dict) -> list[str]:
     cfg, env = results["config"], results["environment"]
     seeds = cfg.get("seeds", [])
@@ -124,7 +130,8 @@ def _header_lines(results: dict) -> list[str]:
             f"Scale: {cfg['scale']}, data: {cfg['data']}, seeds {', '.join(map(str, seeds))} "
             f"({len(seeds)}), time {results['time_s']:.0f} s"
             + (f", control: {cfg['control']}" if cfg.get("control") else "") + "  ",
-            f"Environment: torch {env.get('torch')}, {env.get('device')}, {env.get('threads')} threads"]
+            f"Environment: torch {env.get('torch')}, {env.get('device')}, {env.get('threads')} threads"
+            f"{_workers(env)}"]
 
 
 def _counts(results: dict) -> str:
@@ -199,6 +206,7 @@ def write_html(results: dict, out: Path) -> Path:
     esc = html.escape
     env, cfg, claims = results["environment"], results["config"], results["claims"]
     measurements = results.get("measurements", {})
+    control = f", under the negative control {cfg['control']}" if cfg.get("control") else ""
     pills = "".join(f'<a class="pill {_cls(c["verdict"])}" href="#{cid}"><b>{cid}</b>{esc(c["verdict"])}</a>'
                     for cid, c in claims.items())
     toc = "".join(f'<li><a href="#{cid}">{cid}</a>: {esc(c["verdict"])} &mdash; {esc(c["statement"][:90])}'
@@ -213,9 +221,9 @@ def write_html(results: dict, out: Path) -> Path:
 <title>cnnarch: the lecture's claims, measured</title><style>{CSS}</style></head>
 <body><header><h1>GoogLeNet and ResNet: the lecture's claims, measured</h1>
 <p>{esc(_counts(results))} at scale <b>{esc(str(cfg['scale']))}</b> on
-<b>{esc(str(cfg['data']))}</b> (seeds {esc(seeds)}) in {results['time_s']:.0f} s.</p>
+<b>{esc(str(cfg['data']))}</b> (seeds {esc(seeds)}) in {results['time_s']:.0f} s{esc(control)}.</p>
 <p>Command: <code>{esc(results['command'])}</code></p>
-<p>torch {esc(str(env.get('torch')))}, {esc(str(env.get('device')))}, {esc(str(env.get('threads')))} threads,
+<p>torch {esc(str(env.get('torch')))}, {esc(str(env.get('device')))}, {esc(str(env.get('threads')))} threads{esc(_workers(env))},
 {esc(str(env.get('cpu', '')))}</p></header>
 <main><div class="summary">{pills}</div><nav><b>Contents</b><ol>{toc}<li><a href="#controls">Appendix:
 negative controls</a></li></ol></nav>{sections}
