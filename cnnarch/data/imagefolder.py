@@ -248,12 +248,15 @@ class ImageFolderData:
 
 
 def _quiet_worker(worker_id: int) -> None:
-    """DataLoader workers ignore SIGINT: the main process decides when to stop, and shuts
-    them down without each printing a KeyboardInterrupt traceback."""
+    """DataLoader workers ignore SIGINT and SIGTERM: the main process decides when to stop
+    (at its next safe point, which needs the workers alive until then) and shuts them down
+    without each printing a traceback. (A worker that outlives its parent notices and exits:
+    PyTorch's worker watchdog.)"""
     import signal
 
     del worker_id
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
 
 
 class _Transformed(torch.utils.data.Dataset):
