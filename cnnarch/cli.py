@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .errors import CnnarchError, UserError, first_line
-from .inference.precision import PRECISIONS
+from .precision import PRECISIONS
 
 # OS errors that name the user's input (a path given on the command line), not a bug.
 INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
