@@ -280,9 +280,8 @@ class _Pool:
                 self._forward(progress)
                 for f in done:
                     yield futures[f], f.result()
-        except BaseException:
-            for f in pending:
-                f.cancel()
+        except BaseException:  # a seed failed, or Ctrl-C: the other seeds' work is not waited for
+            self.terminate()
             raise
         finally:
             self._forward(progress)
@@ -297,6 +296,12 @@ class _Pool:
                 progress.say(f"seed {seed} | {value}")
             else:
                 progress.advance(value)
+
+    def terminate(self) -> None:
+        """Stop every worker now (a run folder keeps its last checkpoint: writes are atomic)."""
+        for proc in list((getattr(self.executor, "_processes", None) or {}).values()):
+            proc.terminate()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -58,6 +58,15 @@ def test_per_seed_in_workers_matches_this_process():
     assert ctx.per_seed(train_twins)[0] is there[0]
 
 
+def test_an_error_in_a_worker_reaches_the_caller():
+    ctx = Context(TINY, data="nosuchdata", seeds=(0, 1), device="cpu", workers=2)
+    try:
+        with pytest.raises(UserError, match="unknown dataset 'nosuchdata'"):
+            ctx.per_seed(train_twins)
+    finally:
+        ctx.close()
+
+
 def test_per_seed_needs_a_module_level_function():
     ctx = Context(TINY, data=RANDOM_DATA, seeds=(0,), device="cpu")
     with pytest.raises(UserError, match="module-level"):
