@@ -90,6 +90,11 @@ class Context:
             raise UserError(f"workers must be an integer >= 1, got {self.workers!r}")
         if self.runs_dir is not None:
             self.runs_dir = Path(self.runs_dir)
+        if self.models is not None:
+            self.models = tuple(self.models)
+            bad = [m for m in self.models if not any(ch.isdigit() for ch in m)]
+            if bad:
+                raise UserError(f"--models names depths (20, resnet56, plain110), got {bad[0]!r}")
 
     @property
     def data_spec(self) -> str:

@@ -73,6 +73,10 @@ def test_per_seed_needs_a_module_level_function():
         ctx.per_seed(lambda c, s: s)
     with pytest.raises(UserError, match="workers"):
         Context(TINY, workers=0)
+    with pytest.raises(UserError, match="--models"):
+        Context(TINY, models=("resnet",))
+    with pytest.raises(UserError, match="unknown control"):
+        Context(TINY, control="shuffled")
 
 
 @pytest.mark.parametrize("cores, busy, seeds, want", [
