@@ -74,8 +74,10 @@ def _arm(spec: str) -> None:
         real_fsync = os.fsync
 
         def fsync(fd):
-            if stat.S_ISREG(os.fstat(fd).st_mode) and hit("fsync", n):
-                raise OSError(code, os.strerror(code))
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                counts["fsync"] = counts.get("fsync", 0) + 1
+                if counts["fsync"] == n:
+                    raise OSError(code, os.strerror(code))
             return real_fsync(fd)
 
         os.fsync = fsync
