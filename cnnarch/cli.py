@@ -205,14 +205,17 @@ def _add_training_commands(sub, full: bool = True) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN",
                    help="a .pt checkpoint or a run folder (uses its checkpoints/last.pt)")
     p.add_argument("--best", action="store_true", help="a run folder's best.pt instead of last.pt")
-    p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
-    p.add_argument("--data-dir", help="folder/archive for CIFAR")
+    p.add_argument("--data", metavar="NAME",
+                   help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", metavar="PATH",
+                   help="folder/archive for CIFAR (default: the checkpoint's, else $CNNARCH_DATA)")
     p.add_argument("--download", action="store_true", help="download CIFAR if missing")
     p.add_argument("--val-split", action="store_true",
                    help="evaluate on the held-out validation part of the training split")
     p.add_argument("--batch-size", type=_positive_int, default=500, metavar="N",
                    help="images per forward pass (default 500)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--precision", choices=["bf16", "fp16", "int8"],
                    help="also measure the inference fast path's accuracy cost at this precision "
                         "(cnnarch.inference.optimize): top-1 agreement with fp32 and both accuracies; "
@@ -303,6 +306,9 @@ def _add_experiment_commands(sub, full: bool = True) -> None:
         p.add_argument("--iterations", type=_positive_int, default=0, metavar="N",
                        help="stop every trained run after N optimizer steps (default: the scale's)")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (training runs)")
+        p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="processes training the seeds side by side, one thread each "
+                            "(default: chosen from the idle cores and printed)")
         p.add_argument("--control", choices=sorted(CONTROLS), default="",
                        help="run under a negative control, under which no trained rule may say "
                             "reproduced: " + "; ".join(f"{k}: {v}" for k, v in sorted(CONTROLS.items())))
@@ -363,7 +369,7 @@ def _run_reproduce(args, only) -> int:
     results = reproduce(args.scale, args.data, out, seed=args.seed, seeds=args.seeds,
                         data_dir=args.data_dir, device=args.device, only=only,
                         models=args.models, iterations=args.iterations, control=args.control,
-                        command=command)
+                        workers=args.workers, command=command)
     if not args.out:  # reports/latest -> the newest report
         latest = Path("reports") / "latest"
         try:
@@ -400,7 +406,8 @@ def _add_speed_commands(sub) -> None:
                     "peak measured in the same process. Inference runs the fast path "
                     "(cnnarch.inference.optimize); train times one SGD step.")
     p.add_argument("model", metavar="MODEL", help="a registered model name (see `cnnarch models`)")
-    p.add_argument("--mode", choices=["infer", "train"], default="infer")
+    p.add_argument("--mode", choices=["infer", "train"], default="infer",
+                   help="time inference (the fast path) or one SGD step (default infer)")
     p.add_argument("--batch", type=_positive_int, default=16, metavar="N",
                    help="images per batch (default 16)")
     p.add_argument("--input-size", type=_input_size, metavar="C,H,W",
@@ -417,7 +424,8 @@ def _add_speed_commands(sub) -> None:
                    help="inference: keep BatchNorm layers")
     p.add_argument("--repeats", type=_positive_int, default=5, metavar="N",
                    help="timed repeats, median reported (default 5)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_threads(p)
     p.set_defaults(func=_cmd_bench)
@@ -452,7 +460,8 @@ def _add_speed_commands(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--top-k", type=_positive_int, default=5, metavar="K",
                    help="classes to show per image (default 5)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu | cuda | cuda:N (default cpu)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     _add_weights(p)
     _add_threads(p)
