@@ -7,7 +7,9 @@ through ``reordered_view(model)`` (B). Inference: the fast path's eager model (B
 channels_last, the auto precision) without (A) and with (B) ``reorder_for_speed``. Each
 repeat times A and B back to back, in alternating order (AB, BA, AB, ...), so a change in
 the machine's load hits both alike; the table gives the median of each and the median of
-the per-repeat ratios B / A in speed (img/s), with their range.
+the per-repeat ratios B / A in speed (img/s), with their range. "pairs" times only the
+swapped operations (ReLU and max-pool, forward and backward, on the maps the model's pairs
+see): the most a training step can gain.
 
     .venv/bin/python benchmarks/reorder_speed.py                    # resnet18, googlenet_tv
     .venv/bin/python benchmarks/reorder_speed.py --models resnet50 --modes train --repeats 9
@@ -79,6 +81,34 @@ def infer_pair(name: str, size: int, batch: int, device: torch.device, precision
     return forward(fast), forward(reordered)
 
 
+def pairs_pair(name: str, size: int, batch: int, device: torch.device, precision: str):
+    """(ReLU then pool, pool then ReLU) alone, forward and backward, on the maps the model's
+    declared pairs see (channels_last, in the training step's dtype): the part of a step
+    the reordering changes."""
+    model = create_model(name).to(device).train()
+    pairs = swappable_pairs(model)
+    shapes = []
+    hooks = [model.get_submodule(r).register_forward_hook(
+        lambda m, i, o: shapes.append(i[0].shape)) for r, _ in pairs]
+    with torch.no_grad():
+        model(torch.randn(1, 3, size, size, device=device))
+    for h in hooks:
+        h.remove()
+    dtype = torch_dtype(precision)
+    maps = [torch.randn(batch, *shape[1:], device=device, dtype=dtype)
+            .contiguous(memory_format=torch.channels_last).requires_grad_() for shape in shapes]
+    pools = [model.get_submodule(p) for _, p in pairs]
+
+    def run(first_pool: bool):
+        def call():
+            for x, pool in zip(maps, pools, strict=True):
+                y = torch.relu(pool(x)) if first_pool else pool(torch.relu(x))
+                y.backward(torch.ones_like(y))
+        return call
+
+    return run(False), run(True)
+
+
 def run_ab(a, b, device, *, warmup: int, repeats: int, min_time: float) -> tuple[list, list]:
     """Seconds per call of ``a`` and ``b``, one sample each per repeat, in alternating order."""
     for fn in (a, b):
@@ -96,7 +126,8 @@ def run_ab(a, b, device, *, warmup: int, repeats: int, min_time: float) -> tuple
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet18,googlenet_tv")
-    ap.add_argument("--modes", default="train,infer")
+    ap.add_argument("--modes", default="train,infer,pairs",
+                    help="train (a step), infer (the fast path), pairs (the swapped ops alone)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=7)
@@ -114,11 +145,11 @@ def main(argv=None) -> int:
     print(f"# {info.get('gpu') or info['cpu']}, {torch.get_num_threads()} threads, precision "
           f"{precision}, load average {info.get('load_average')}", file=sys.stderr)
     rows = []
-    print("| model | mode | batch | pairs swapped | paper order img/s | reordered img/s | "
-          "reordered / paper, median (range) |\n|---|---|---|---|---|---|---|")
+    print("| model | mode | batch | pairs swapped | paper order, ms per batch | reordered, ms per "
+          "batch | speed, reordered / paper: median (range) |\n|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         for mode in args.modes.split(","):
-            pair = train_pair if mode == "train" else infer_pair
+            pair = {"train": train_pair, "infer": infer_pair, "pairs": pairs_pair}[mode]
             a, b = pair(name, args.size, args.batch, device, precision)
             ta, tb = run_ab(a, b, device, warmup=args.warmup, repeats=args.repeats,
                             min_time=args.min_time)
@@ -131,8 +162,8 @@ def main(argv=None) -> int:
                    "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
                    "ratio_max": max(ratios), "paper_s": ta, "reordered_s": tb}
             rows.append(row)
-            print(f"| {name} | {mode} | {args.batch} | {pairs} | {row['paper_img_s']:.1f} | "
-                  f"{row['reordered_img_s']:.1f} | {row['ratio_median']:.3f}x "
+            print(f"| {name} | {mode} | {args.batch} | {pairs} | {1e3 * statistics.median(ta):.1f} | "
+                  f"{1e3 * statistics.median(tb):.1f} | {row['ratio_median']:.3f}x "
                   f"({row['ratio_min']:.3f}-{row['ratio_max']:.3f}) |", flush=True)
     if args.json:
         doc = {"command": "python benchmarks/reorder_speed.py " + " ".join(argv or sys.argv[1:]),

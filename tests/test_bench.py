@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cnnarch.errors import UserError
+from cnnarch.hardware import machine_info
 from cnnarch.inference import bench as bench_mod
 from cnnarch.inference.bench import (
     Timing,
@@ -19,7 +20,6 @@ from cnnarch.inference.bench import (
     noise_bn_statistics,
     percentiles,
 )
-from cnnarch.inference.hardware import machine_info
 from cnnarch.models import create_model
 
 
