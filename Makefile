@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # The CPU features narrowed to AVX2, one thread: a stand-in for a machine other than this one.
-NARROW_ISA := ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1
+# Its own compile cache: kernels compiled for narrowed features must not be reused by a default run.
+NARROW_ISA := ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1 TORCHINDUCTOR_CACHE_DIR=$(CURDIR)/.cache/torchinductor-avx2
 
 .PHONY: install demo test test-all test-portable lint bench clean
 
