@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import statistics
 from pathlib import Path
 
@@ -247,16 +248,34 @@ class ImageFolderData:
                 f"{self.eval_split}={len(self._test)}, classes={self.num_classes}, size={self.size})")
 
 
-def _quiet_worker(worker_id: int) -> None:
-    """DataLoader workers ignore SIGINT and SIGTERM: the main process decides when to stop
-    (at its next safe point, which needs the workers alive until then) and shuts them down
-    without each printing a traceback. (A worker that outlives its parent notices and exits:
-    PyTorch's worker watchdog.)"""
-    import signal
+# The signals a terminal or ``kill -PGID`` sends to a whole process group.
+_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
+
+def _start_workers(loader):
+    """``iter(loader)``, its workers forked with the group signals blocked: one sent to the
+    group before a new worker has left it stays pending there, for ``_quiet_worker`` to drop
+    (here it is delivered as soon as the mask is restored)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _quiet_worker(worker_id: int) -> None:
+    """Each DataLoader worker leaves the main process's process group, so a signal to the group
+    (Ctrl-C in a terminal, ``kill -TERM -PGID``) reaches only the main process, which stops at
+    its next safe point (needing the workers alive until then) and shuts them down without each
+    printing a traceback. A SIGTERM sent to the worker itself still ends it, as PyTorch and
+    multiprocessing expect when they clean up (a worker ignoring that would leave its main
+    process waiting at exit forever); a worker that outlives its main process notices and
+    exits (PyTorch's worker watchdog)."""
     del worker_id
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)
+    os.setpgid(0, 0)
+    for s in signal.sigpending() & _GROUP_SIGNALS:  # sent to the group while forking
+        signal.sigwait({s})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)
 
 
 class _Transformed(torch.utils.data.Dataset):
@@ -272,9 +291,12 @@ class _Transformed(torch.utils.data.Dataset):
 
 
 def _reraise(loader, device):
-    """Iterate a DataLoader; a worker's UserError comes back as its own one-line message."""
-    it = iter(loader)
+    """Iterate a DataLoader; a worker's UserError comes back as its own one-line message, raised
+    once the workers are shut down (the worker's re-raised exception sits in a reference cycle
+    with the iterator, which would otherwise keep them up until the garbage collector runs)."""
+    it = _start_workers(loader)
     while True:
+        msg = None
         try:
             x, y = next(it)
         except StopIteration:
@@ -282,7 +304,9 @@ def _reraise(loader, device):
         except UserError as exc:
             lines = [ln for ln in str(exc).splitlines() if "image" in ln and "UserError" in ln]
             msg = lines[-1].split("UserError: ", 1)[-1] if lines else first_line(exc)
-            raise UserError(msg) from None
+        if msg is not None:
+            getattr(it, "_shutdown_workers", lambda: None)()  # what the iterator's __del__ calls
+            raise UserError(msg)
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 

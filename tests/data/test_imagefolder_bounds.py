@@ -76,3 +76,58 @@ def test_bomb_inside_a_folder_is_one_line(tmp_path):
         for _ in d.eval_batches(2):
             pass
     assert "bomb.png" in str(info.value) and "\n" not in str(info.value)
+
+
+_KEEPS_WORKERS_UP = """
+import sys
+from cnnarch.data.imagefolder import ImageFolderData
+d = ImageFolderData(sys.argv[1], image_size=8, workers=2)
+KEPT = d.train_batches(2)
+next(KEPT)  # the workers are up, and the generator is never closed
+"""
+
+
+def test_exit_with_loader_workers_still_up_does_not_wait_forever(tmp_path):
+    """The workers ignore a SIGTERM from anyone else (a signal to the process group), but the
+    one their own process sends while it exits ends them: without that the interpreter's exit
+    waits for them forever (a test that kept an iterator alive once hung the whole suite)."""
+    import subprocess
+    import sys
+
+    make_folder(tmp_path / "data", classes=2, per_class=8, size=(8, 8))
+    proc = subprocess.run([sys.executable, "-c", _KEEPS_WORKERS_UP, str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+_SIGNAL_TO_ITS_GROUP = """
+import signal, sys, time
+from cnnarch.data.imagefolder import ImageFolderData
+d = ImageFolderData(sys.argv[1], image_size=8, workers=2)
+batches = d.train_batches(2)
+next(batches)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # this process acts on it at a safe point
+print("ready", flush=True)
+sys.stdin.readline()
+print(len(list(batches)), flush=True)
+"""
+
+
+def test_loader_workers_are_out_of_reach_of_a_signal_to_the_process_group(tmp_path):
+    """A signal to the group (Ctrl-C, ``kill -TERM -PGID``) is the main process's to act on, at
+    its next safe point; its workers, in groups of their own, keep serving batches."""
+    import signal
+    import subprocess
+    import sys
+
+    make_folder(tmp_path / "data", classes=2, per_class=8, size=(8, 8))
+    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_TO_ITS_GROUP, str(tmp_path / "data")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate("go\n", timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and int(out) >= 1, err[-2000:]
