@@ -59,10 +59,6 @@ def test_tour_runs_top_to_bottom(executed_tour):
     assert len(images) == 3  # the depth plot, the training curves, the gradient profiles
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cnnarch/train/logging.py's progress_bar imports tqdm.auto even for a disabled bar "
-    "(quiet=True), and tqdm.auto in a kernel without ipywidgets warns 'IProgress not found'; "
-    "needs tqdm.std when the bar is disabled or ipywidgets is missing"))
 def test_tour_writes_no_warnings(executed_tour):
     """Nothing on the cells' stderr: a warning there is a defect to fix, not to filter."""
     stderr = [out.text for out in _outputs(executed_tour) if out.get("name") == "stderr"]

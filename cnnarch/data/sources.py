@@ -239,9 +239,18 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+# The largest official batch file is CIFAR-100's train (about 160 MB); a bigger one is not a
+# CIFAR batch, and is refused before it is read into memory.
+MAX_BATCH_FILE_BYTES = 512 << 20
+
+
 def _read_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_BATCH_FILE_BYTES:
+                raise UserError(f"{path}: {size / 2**20:.0f} MiB is larger than any CIFAR file "
+                                f"({MAX_BATCH_FILE_BYTES >> 20} MiB at most)")
             obj = _ArrayUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
     except FileNotFoundError:
         raise UserError(f"missing CIFAR file {path}; the extracted folder is incomplete") from None
@@ -283,16 +292,26 @@ def _expect_folder(folder: Path, archive: Path) -> Path:
     return folder
 
 
-def _cifar_split(d: dict, label_key: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_split(d: dict, label_key: str, path: Path, num_classes: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One batch as the official files hold it: N x 3072 uint8 pixels and N integer labels,
+    each a class; anything else is refused before it is cast or trained on."""
     try:
-        data = np.asarray(d["data"], dtype=np.uint8)
-        labels = np.asarray(d[label_key], dtype=np.int64)
+        data, labels = d["data"], np.asarray(d[label_key])
     except KeyError as exc:
         raise UserError(f"{path} lacks the {exc} entry of a CIFAR batch") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
+        raise UserError(f"{path}: expected uint8 pixel data in a CIFAR batch, got {kind}")
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
         raise UserError(f"{path}: expected N x 3072 uint8 data and N labels, got "
                         f"{data.shape} and {labels.shape}")
-    return data.reshape(-1, 3, 32, 32), labels
+    if len(labels) and labels.dtype.kind not in "iu":
+        raise UserError(f"{path}: CIFAR labels must be integers, got {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"{path}: CIFAR labels outside 0..{num_classes - 1} "
+                        f"(found {labels.min()}..{labels.max()})")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def load_cifar(name: str, *, data_dir=None, download: bool = False, val_split: bool = False,
@@ -300,18 +319,18 @@ def load_cifar(name: str, *, data_dir=None, download: bool = False, val_split: b
     files = CIFAR[name]
     folder = _find_cifar_folder(files, data_dir, download)
     label_key = files.label_key.decode()
-    parts = [_cifar_split(_read_pickle(folder / f), label_key, folder / f) for f in files.train]
+    num_classes = 10 if name == "cifar10" else 100
+    parts = [_cifar_split(_read_pickle(folder / f), label_key, folder / f, num_classes)
+             for f in files.train]
     x_tr = np.concatenate([p[0] for p in parts])
     y_tr = np.concatenate([p[1] for p in parts])
-    x_te, y_te = _cifar_split(_read_pickle(folder / files.test), label_key, folder / files.test)
+    x_te, y_te = _cifar_split(_read_pickle(folder / files.test), label_key, folder / files.test,
+                              num_classes)
     meta = _read_pickle(folder / files.meta)
     classes = [c.decode() if isinstance(c, bytes) else str(c)
                for c in meta.get(files.names_key.decode(), [])]
-    num_classes = 10 if name == "cifar10" else 100
     if len(classes) != num_classes:
         raise UserError(f"{folder / files.meta}: expected {num_classes} class names, got {len(classes)}")
-    if y_tr.min(initial=0) < 0 or y_tr.max(initial=0) >= num_classes:
-        raise UserError(f"{folder}: labels outside 0..{num_classes - 1}")
     eval_split = "test"
     if val_split:  # Sec. 4.2: 45k/5k train/val split (a tenth of the training set)
         perm = np.random.default_rng(seed).permutation(len(x_tr))

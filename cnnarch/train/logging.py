@@ -159,7 +159,7 @@ def _record(data: bytes) -> bytes:
 
 def progress_bar(total: int, initial: int, enabled: bool):
     """A tqdm bar over all optimizer steps of the run (ETA for the whole run)."""
-    from tqdm.auto import tqdm
+    tqdm = _tqdm_class(enabled)
 
     return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True,
                 unit="step", file=sys.stderr, leave=True, smoothing=0.1)
@@ -188,3 +188,15 @@ def final_line(cfg, result) -> str:
     return (f"{cfg.model} on {cfg.data}: {acc}, train error {100 * (1 - last['train_acc']):.2f}%, "
             f"{n} epoch{'' if n == 1 else 's'} in {result.total_s:.1f} s{resumed}; "
             f"run folder {result.run_dir}")
+
+
+def _tqdm_class(enabled: bool):
+    """The notebook widget bar where it can be drawn (a Jupyter kernel with ipywidgets), the
+    text bar elsewhere, or for a bar that is never shown (tqdm.auto warns without ipywidgets)."""
+    import importlib.util
+
+    from tqdm.std import tqdm
+
+    if enabled and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    return tqdm

@@ -2,8 +2,7 @@
 and archives whose headers claim too much (a small archive that would fill the disk).
 
 Every case must end in one UserError line before anything is trained or allocated for it,
-or load as a data set whose every label is a class. The cases that need a change in
-cnnarch/data/sources.py are strict xfails naming it.
+or load as a data set whose every label is a class.
 """
 
 from __future__ import annotations
@@ -23,10 +22,6 @@ from cnnarch.errors import UserError
 
 N = 20
 BATCHES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
-
-NEEDS_SOURCES = pytest.mark.xfail(strict=True, reason="cnnarch/data/sources.py checks only the "
-                                  "training labels' range and casts data and labels unchecked")
-
 
 def cifar_folder(root: Path, change=None) -> Path:
     """A CIFAR-10 python folder of N images per batch; ``change(name, batch, meta)`` edits it."""
@@ -58,30 +53,27 @@ def _set(key, value):
     return lambda batch, meta: batch.__setitem__(key, value)
 
 
-HOSTILE = {
-    # sizes and counts
-    "rows of 3071 bytes": (_in("data_batch_1")(_set(b"data", np.zeros((N, 3071), np.uint8))), True),
-    "one label too few": (_in("data_batch_2")(_set(b"labels", [0] * (N - 1))), True),
-    "one label too many (test)": (_in("test_batch")(_set(b"labels", [0] * (N + 1))), True),
-    "3-d data": (_in("data_batch_3")(_set(b"data", np.zeros((N, 3, 1024), np.uint8))), True),
-    "data missing": (_in("data_batch_4")(lambda b, m: b.pop(b"data")), True),
-    "labels missing (test)": (_in("test_batch")(lambda b, m: b.pop(b"labels")), True),
-    "9 class names": (_in("test_batch")(lambda b, m: m.__setitem__(b"label_names", m[b"label_names"][:9])), True),
-    "training label 10": (_in("data_batch_5")(_set(b"labels", [10] * N)), True),
-    "training label -1": (_in("data_batch_1")(_set(b"labels", [-1] * N)), True),
-    "empty batch dict": (_in("data_batch_2")(lambda b, m: b.clear()), True),
-    # what sources.py lets through
-    "test label 10": (_in("test_batch")(_set(b"labels", [10] * N)), False),
-    "test label -1": (_in("test_batch")(_set(b"labels", [-1] * N)), False),
-    "pixels 300 in an int64 array": (_in("data_batch_1")(_set(b"data", np.full((N, 3072), 300))), False),
-    "fractional labels": (_in("data_batch_1")(_set(b"labels", [1.5] * N)), False),
+HOSTILE = {  # case -> the change to the folder
+    "rows of 3071 bytes": _in("data_batch_1")(_set(b"data", np.zeros((N, 3071), np.uint8))),
+    "one label too few": _in("data_batch_2")(_set(b"labels", [0] * (N - 1))),
+    "one label too many (test)": _in("test_batch")(_set(b"labels", [0] * (N + 1))),
+    "3-d data": _in("data_batch_3")(_set(b"data", np.zeros((N, 3, 1024), np.uint8))),
+    "data missing": _in("data_batch_4")(lambda b, m: b.pop(b"data")),
+    "labels missing (test)": _in("test_batch")(lambda b, m: b.pop(b"labels")),
+    "9 class names": _in("test_batch")(lambda b, m: m.__setitem__(b"label_names", m[b"label_names"][:9])),
+    "training label 10": _in("data_batch_5")(_set(b"labels", [10] * N)),
+    "training label -1": _in("data_batch_1")(_set(b"labels", [-1] * N)),
+    "empty batch dict": _in("data_batch_2")(lambda b, m: b.clear()),
+    "test label 10": _in("test_batch")(_set(b"labels", [10] * N)),
+    "test label -1": _in("test_batch")(_set(b"labels", [-1] * N)),
+    "pixels 300 in an int64 array": _in("data_batch_1")(_set(b"data", np.full((N, 3072), 300))),
+    "fractional labels": _in("data_batch_1")(_set(b"labels", [1.5] * N)),
 }
 
 
-@pytest.mark.parametrize("case", [c if HOSTILE[c][1] else pytest.param(c, marks=NEEDS_SOURCES)
-                                  for c in HOSTILE])
+@pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_cifar_batches_are_one_line(tmp_path, case):
-    cifar_folder(tmp_path / "data", HOSTILE[case][0])
+    cifar_folder(tmp_path / "data", HOSTILE[case])
     with pytest.raises(UserError) as info:
         sources.load_dataset("cifar10", data_dir=tmp_path / "data")
     assert "\n" not in str(info.value) and "cifar" in str(info.value).lower()
@@ -92,6 +84,15 @@ def test_the_unchanged_folder_loads(tmp_path):
     the change's doing)."""
     ds = sources.load_dataset("cifar10", data_dir=cifar_folder(tmp_path / "data"))
     assert ds.train_size == 5 * N and ds.num_classes == 10
+
+
+def test_a_batch_file_larger_than_any_cifar_file_is_refused_before_reading(tmp_path, monkeypatch):
+    folder = cifar_folder(tmp_path / "data")
+    size = (folder / "cifar-10-batches-py" / "data_batch_3").stat().st_size
+    monkeypatch.setattr(sources, "MAX_BATCH_FILE_BYTES", size - 1)  # stands for 512 MiB
+    monkeypatch.setattr(sources._ArrayUnpickler, "load", lambda self: pytest.fail("read"))
+    with pytest.raises(UserError, match="data_batch_1: .* larger than any CIFAR file"):
+        sources.load_dataset("cifar10", data_dir=folder)
 
 
 # --- archives that claim too much ---------------------------------------------------------------
