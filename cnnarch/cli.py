@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import CnnarchError, UserError, first_line
 from .precision import PRECISIONS
+from .signals import interruptible
 
 # OS errors that name the user's input (a path given on the command line), not a bug.
 INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
@@ -62,15 +63,15 @@ def _command_in(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_in(argv)).parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
+    command = _command_in(argv)
+    try:  # SIGINT and SIGTERM alike: one line, exit 128 + the signal (cnnarch/signals.py)
+        with interruptible("stopped before it finished"):
+            args = build_parser(command).parse_args(argv)  # may import torch: inside the handler
+            return int(args.func(args) or 0)
     except (CnnarchError, *INPUT_OS_ERRORS) as exc:
-        print(f"cnnarch {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{' '.join(['cnnarch', command][:1 + bool(command)])}: error: {_one_line(exc)}",
+              file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except KeyboardInterrupt:
-        print("cnnarch: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `cnnarch summary ... | head`: the reader left, not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -159,8 +159,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, transform, *,
     onnxruntime on ``check_batches`` random batches and compared with PyTorch; only then is
     it written to ``path``. A mismatch raises :class:`ToleranceError` and writes nothing.
     """
+    from ..signals import interruptible
     from ..train.checkpoint import atomic_write_bytes
-    from ..train.signals import interruptible
 
     opset = check_opset(opset)
     transform = _check_arguments(model, path, transform, check_batches, rtol, atol)

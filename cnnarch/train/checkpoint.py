@@ -80,8 +80,8 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over it.
 
     SIGINT and SIGTERM are held back until the file is whole (or its temporary removed), then
-    delivered (train/signals.py ``deferred``): a signal never leaves a torn file or a ``.tmp``."""
-    from .signals import deferred
+    delivered (cnnarch/signals.py ``deferred``): a signal never leaves a torn file or a ``.tmp``."""
+    from ..signals import deferred
 
     path = Path(path)
     with deferred():

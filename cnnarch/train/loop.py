@@ -6,7 +6,7 @@ the rule of train/resume.py) -> the run folder (train/rundir.py) -> for each epo
 ``train_one_epoch`` (schedule -> forward/loss -> backward -> step -> log) and
 ``end_epoch`` (evaluate -> checkpoint -> report). What must be closed (the run folder's
 lock and writers, the progress bar, signal handlers, the process group) is registered on
-one ``contextlib.ExitStack``. SIGINT/SIGTERM stop at the next step (train/signals.py).
+one ``contextlib.ExitStack``. SIGINT/SIGTERM stop at the next step (cnnarch/signals.py).
 The step runs ``Session.train_model``: with a fast option on, the model reordered for speed
 (``cnnarch.models.reorder``: a second module tree over the same parameters and buffers),
 then DDP-wrapped under torchrun and compiled with ``compile``; evaluation, checkpoints,
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..errors import UserError, first_line
 from ..models.reorder import reordered_view
 from ..precision import resolve_precision, torch_dtype
+from ..signals import Interrupted, StopRequest
 from . import distributed as dist_utils
 from .batchnorm import batchnorm_for_compile
 from .checkpoint import (
@@ -55,7 +56,6 @@ from .optim import FusedSGD
 from .resume import resume_notices, run_folder_of
 from .rundir import RunFolder, check_out
 from .schedule import LRSchedule
-from .signals import Interrupted, StopRequest
 
 log = logging.getLogger("cnnarch.train")
 NO_STEP = 2**62  # "no non-finite loss seen" marker
@@ -240,7 +240,7 @@ def _train(config: TrainConfig, stack: contextlib.ExitStack, on_epoch_end, annou
         s.say(line)
     bar = stack.enter_context(contextlib.closing(
         progress_bar(s.total_steps, s.step, enabled=info.is_main and not s.cfg.quiet)))
-    stop = stack.enter_context(StopRequest(enabled=not info.enabled))
+    stop = stack.enter_context(StopRequest())
     for epoch in range(s.start_epoch, s.epochs):
         record = train_one_epoch(s, epoch, bar, stop)
         if stop.requested:

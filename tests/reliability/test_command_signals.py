@@ -8,9 +8,8 @@ What must hold: exit 128 + the signal, at most one line on stderr and no traceba
 partial, 0-byte or temporary file left (the ONNX file, its ``.tmp``, the exporter's scratch
 folder in TMPDIR, report files), and no "verified" for a file that was not written.
 
-Some cases need a handler in ``cnnarch/cli.py`` (SIGTERM as one line for every command;
-the entry point importing ``cnnarch.cli`` inside it): those are strict xfails naming the
-change, so they turn into failures to remove once it is made.
+One case needs a change of the entry point (importing ``cnnarch.cli`` inside a handler): a
+strict xfail naming it, so it turns into a failure to remove once that is made.
 """
 
 from __future__ import annotations
@@ -25,15 +24,6 @@ import pytest
 
 _h = sys.modules["cnnarch_reliability_helpers"]
 
-NEEDS_CLI_SIGTERM = pytest.mark.xfail(
-    strict=True, reason="cnnarch/cli.py runs commands without a SIGTERM handler: the default "
-    "action ends the process (-15) with no line; needs main() to run the command inside "
-    "cnnarch.train.signals.interruptible")
-NEEDS_CLI_PARSE = pytest.mark.xfail(
-    strict=True, reason="cnnarch/cli.py parses outside its try: building train's, eval's and "
-    "the experiments' options imports torch (cnnarch.train), so a Ctrl-C then is a traceback "
-    "and exit -2; needs parse_args inside main()'s try")
-PARSER_IMPORTS_TORCH = ("train", "eval", "experiment", "reproduce")
 NEEDS_ENTRY = pytest.mark.xfail(
     strict=True, reason="the console script imports cnnarch.cli before any handler exists: a "
     "Ctrl-C there is Python's KeyboardInterrupt traceback")
@@ -124,7 +114,7 @@ READERS = {"eval": (_eval, "cnnarch.train:evaluate"),
            "predict": (_predict, "cnnarch.inference.predict:predict_files")}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=NEEDS_CLI_SIGTERM)],
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
                          ids=lambda s: s.name)
 @pytest.mark.parametrize("command", list(READERS))
 def test_eval_and_predict_signal_is_one_line(tmp_path, run_folder, command, sig):
@@ -138,7 +128,7 @@ def test_eval_and_predict_signal_is_one_line(tmp_path, run_folder, command, sig)
 
 
 @pytest.mark.slow  # the inception-cost experiment takes ~30-50 s on 2 shared cores
-@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=NEEDS_CLI_SIGTERM)],
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
                          ids=lambda s: s.name)
 @pytest.mark.parametrize("nth", [1, 5])  # a figure; results.json / a report page
 def test_experiment_signal_during_a_report_write_leaves_whole_files(tmp_path, sig, nth):
@@ -171,9 +161,7 @@ STARTUP = {
 
 
 STARTUP_CASES = [
-    pytest.param(c, signal.SIGINT, "torch", marks=[NEEDS_CLI_PARSE] if c in PARSER_IMPORTS_TORCH else [])
-    for c in STARTUP] + [
-    pytest.param(c, signal.SIGTERM, "torch", marks=NEEDS_CLI_SIGTERM) for c in STARTUP] + [
+    (c, sig, "torch") for sig in (signal.SIGINT, signal.SIGTERM) for c in STARTUP] + [
     pytest.param(c, signal.SIGINT, "cnnarch.cli", marks=NEEDS_ENTRY) for c in ("train", "summary")]
 
 

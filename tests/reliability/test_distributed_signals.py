@@ -77,14 +77,6 @@ def _interrupt(run: Path, sig: int) -> subprocess.CompletedProcess:
     return proc
 
 
-# train/loop.py must enter ``StopRequest()`` under torchrun too (it passes
-# ``enabled=not info.enabled``, which leaves each rank to Python's KeyboardInterrupt at
-# whatever point the signal lands); drop this marker with that one-line change.
-NEEDS_LOOP = pytest.mark.xfail(strict=True, reason="train/loop.py enters StopRequest only "
-                               "for a single process")
-
-
-@NEEDS_LOOP
 @pytest.mark.slow  # three torchrun start-ups: ~45 s on 2 shared cores
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -100,7 +92,6 @@ def test_group_signal_stops_every_rank_at_one_step_and_resume_finishes(tmp_path,
         f"both ranks stopped at one step, one line, {stopped:.1f} s; resumed to epoch 3")
 
 
-@NEEDS_LOOP
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_group_signal_then_resume_equals_an_uninterrupted_job(tmp_path, same_run):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cnnarch.signals import Interrupted
 from cnnarch.train import TrainConfig, train
 from cnnarch.train.checkpoint import load_checkpoint
 from cnnarch.train.logging import read_metrics
-from cnnarch.train.signals import Interrupted
 
 FAST = dict(model="resnet20", data="synthetic:1x8x8:4:64", batch_size=16, warmup_epochs=0.0,
             device="cpu", quiet=True, val_split=False)

@@ -5,7 +5,7 @@ signal; the loop reads ``requested`` after every optimizer step and stops there,
 last checkpoint (the epoch in progress is not saved half-done) and raising ``Interrupted``:
 one line saying what was kept and how to continue (``--resume``), exit code 130 for SIGINT
 and 143 for SIGTERM (128 + the signal number, as a shell reports them). A second signal
-stops at once (``KeyboardInterrupt``). DataLoader workers ignore SIGINT
+stops at once (``KeyboardInterrupt``). DataLoader workers run in process groups of their own
 (data/imagefolder.py), so Ctrl-C to the process group reaches only this decision.
 
 Under torchrun (a process group of more than one rank), every rank must stop at the same
@@ -19,7 +19,9 @@ carries the message; the others name their rank and defer to it.
 
 Outside training, ``deferred()`` holds SIGINT/SIGTERM back while a file is being written
 (``train/checkpoint.py``'s atomic writer uses it), then delivers them: a signal can never
-leave a half-written file or a temporary behind, whatever handler the command has.
+leave a half-written file or a temporary behind, whatever handler the command has. Every
+command of the CLI runs inside ``interruptible`` (cli.py ``main``), its parsing included, so a
+signal anywhere else is one line too.
 
 Handlers can only be installed from the main thread; elsewhere ``StopRequest`` and
 ``deferred`` leave the signals alone.
@@ -29,9 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
-from ..errors import CnnarchError
+from .errors import CnnarchError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -53,9 +56,11 @@ class Interrupted(CnnarchError):
 
 
 def _rank_and_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    """(rank, world size) of the process group; (0, 1) without one, torch not imported included
+    (a signal can arrive while ``import torch`` is still under way)."""
+    torch = sys.modules.get("torch")
+    dist = getattr(torch, "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
