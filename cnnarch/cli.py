@@ -356,30 +356,17 @@ def _name_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def _report_dir(args) -> str:
-    if args.out:
-        return args.out
-    return os.path.join("reports", time.strftime("%Y%m%d-%H%M%S"))
-
-
 def _run_reproduce(args, only) -> int:
-    from .experiments.reproduce import reproduce, summary_lines
+    from .experiments.reproduce import default_report_dir, link_latest, reproduce, summary_lines
 
-    out = _report_dir(args)
+    out = args.out or default_report_dir()
     command = "cnnarch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cnnarch") else ""
     results = reproduce(args.scale, args.data, out, seed=args.seed, seeds=args.seeds,
                         data_dir=args.data_dir, device=args.device, only=only,
                         models=args.models, iterations=args.iterations, control=args.control,
                         workers=args.workers, command=command)
-    if not args.out:  # reports/latest -> the newest report
-        latest = Path("reports") / "latest"
-        try:
-            if latest.is_symlink() or not latest.exists():
-                if latest.is_symlink():
-                    latest.unlink()
-                latest.symlink_to(Path(out).name)
-        except OSError:
-            pass
+    if not args.out:
+        link_latest(Path(out))
     for line in summary_lines(results, Path(out)):
         if only and ": not run" in line:
             continue

@@ -73,6 +73,14 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
         return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 def package_version(name: str) -> str | None:
     """The installed version of distribution ``name``, None when it is not installed."""
     try:

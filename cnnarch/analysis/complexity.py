@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..models.registry import CONVENTION  # the registry's facts are counted this way
 from .tables import giga_or_mega, shape_text, signed_diff, text_table
 
@@ -207,9 +207,8 @@ def _count(work: nn.Module, size: tuple[int, int, int], aux: bool, name: str) ->
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             work(x)
     except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{name} cannot run on a {'x'.join(map(str, size))} input: "
-                        f"{first_line}") from None
+                        f"{first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError, first_line
+from ..hardware import usable_cores
 from .images import open_image
 from .transform import EvalTransform
 
@@ -97,7 +98,7 @@ class ImageFolderData:
             raise UserError(f"image_size {image_size} is out of range; use 1..{MAX_IMAGE_SIZE} px "
                             "(0 = the images' native size)")
         self.name = f"imagefolder:{root}"
-        self.workers = max(0, int(workers))
+        self.workers = min(max(0, int(workers)), usable_cores())  # more would only queue
         self.seed = seed
         self.eval_split = "val" if val_split else "test"
         self._train, self._test, self.classes = self._splits(root, val_split)
@@ -106,6 +107,16 @@ class ImageFolderData:
         self.size = image_size or self._native_size()
         self.image_size = (self.size, self.size)
         self.mean, self.std = self._estimate_stats()
+        self._stored_transform: EvalTransform | None = None
+
+    def evaluate_with(self, transform: EvalTransform) -> None:
+        """Evaluate through ``transform`` (a checkpoint's, as ``predict`` does) rather than the
+        one estimated from the folder now: the same crop, mean and std the model was trained
+        with, whatever has changed in the folder since."""
+        if tuple(transform.classes) != tuple(self.classes):
+            raise UserError(f"{self.name}: its classes {list(self.classes)} differ from the "
+                            f"checkpoint's {list(transform.classes)}")
+        self._stored_transform = transform
 
     # -- splits ----------------------------------------------------------------------------
 
@@ -199,6 +210,8 @@ class ImageFolderData:
     @property
     def eval_transform(self) -> EvalTransform:
         """Image -> model input as evaluated here (stored in checkpoints; data/transform.py)."""
+        if self._stored_transform is not None:
+            return self._stored_transform
         return EvalTransform((3, self.size, self.size), self.mean, self.std, tuple(self.classes),
                              self._resize)
 

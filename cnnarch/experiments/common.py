@@ -75,11 +75,11 @@ def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=
     """Train through cnnarch.train with the scale's settings (identical for every twin);
     ``out`` a run folder (None = nothing written), ``resume`` a run folder to continue."""
     from ..train import TrainConfig, train
+    from ..train.config import paper_warmup_until_error
 
     milestones = list(scale.milestones)
-    digits = "".join(ch for ch in model if ch.isdigit())
     # Sec. 4.2: the 110-layer net starts at lr 0.01 until training error < 80 %, then 0.1.
-    warm_until = 0.8 if scale.schedule == "step" and digits and int(digits) >= 110 else 0.0
+    warm_until = paper_warmup_until_error(model) if scale.schedule == "step" else 0.0
     cfg = TrainConfig(model=model, model_kwargs=dict(model_kwargs or {}), data=data,
                       data_dir=data_dir, epochs=epochs or scale.epochs,
                       iterations=iterations if epochs else (iterations or scale.iterations),

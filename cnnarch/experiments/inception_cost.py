@@ -16,6 +16,10 @@ import time
 import torch
 
 from ..analysis.complexity import (
+    LECTURE_BOTTLENECK_DEPTH,
+    LECTURE_BOTTLENECK_MACS,
+    LECTURE_NAIVE_DEPTH,
+    LECTURE_NAIVE_MACS,
     LECTURE_SLIDE_MACS,
     complexity,
     inception_cost_example,
@@ -23,12 +27,8 @@ from ..analysis.complexity import (
 )
 from .claims import Claim, Experiment, Part, Rule, register, register_experiment, verdict_if
 
-# The sums of the lecture's own terms for its 28x28x256 example (docs/reference.md): the
-# counts below must equal these exactly; the slide's printed total comes from complexity.py.
-LECTURE_NAIVE_MACS = 854_196_224
-LECTURE_NAIVE_DEPTH = 672
-LECTURE_BOTTLENECK_MACS = 271_351_808
-LECTURE_BOTTLENECK_DEPTH = 480
+# The counts below must equal the sums of the lecture's own terms for its 28x28x256 example
+# exactly (LECTURE_*, analysis/complexity.py; docs/reference.md).
 LECTURE_SLIDE_BOTTLENECK = LECTURE_SLIDE_MACS["bottleneck"]
 MIN_SAVING = 2.0  # "cutting the cost sharply": at least 2x fewer MACs
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..hardware import usable_cores
 from . import claims as registry
 from .common import Progress, choose_threads, get_scale
 from .context import Context
@@ -29,11 +30,29 @@ FULL_HINT = ("`cnnarch reproduce --scale full --data cifar10` (the paper's CIFAR
              "20-110; see docs/reproduce.md)")
 
 
+def default_report_dir(root: str = "reports") -> str:
+    """Where a report goes when no folder is named: ``reports/<date>-<time>``."""
+    return os.path.join(root, time.strftime("%Y%m%d-%H%M%S"))
+
+
+def link_latest(out: Path) -> None:
+    """``reports/latest`` -> ``out``, the newest report beside it (best effort: a real file or
+    folder of that name is left alone, and a file system without links keeps no link)."""
+    latest = out.parent / "latest"
+    try:
+        if latest.is_symlink():
+            latest.unlink()
+        if not latest.exists():
+            latest.symlink_to(out.name)
+    except OSError:
+        pass
+
+
 def environment(device: str = "cpu") -> dict:
     import numpy
     import torchvision
 
-    from ..inference.hardware import bf16_supported, cpu_flags, cpu_model
+    from ..hardware import bf16_supported, cpu_flags, cpu_model
 
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma",
                                   "avx512_vnni"})
@@ -47,14 +66,6 @@ def environment(device: str = "cpu") -> dict:
             "torchvision": torchvision.__version__, "numpy": numpy.__version__,
             "platform": platform.platform(), "device": dev, "threads": torch.get_num_threads(),
             "cpu": cpu_model(), "cpu_flags": flags, "cpu_bf16": bf16_supported("cpu"), "cpu_count": os.cpu_count()}
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def choose_workers(n_seeds: int, device: str = "cpu", requested: int | None = None) -> dict:

@@ -241,6 +241,7 @@ def evaluate_checkpoint(source: str | os.PathLike, *, best: bool = False, data: 
     split of the dataset it was trained on (``data`` overrides; ``val_split``: the held-out
     validation part of the training split). With ``precision`` ("bf16", "fp16", "int8") also
     the fast path's accuracy cost (:func:`fast_path_cost`)."""
+    from ..data.transform import EvalTransform
     from ..train import evaluate
     from ..train.checkpoint import find_checkpoint, load_model
 
@@ -254,6 +255,8 @@ def evaluate_checkpoint(source: str | os.PathLike, *, best: bool = False, data: 
         raise UserError(f"{path} expects {meta['in_chans']}-channel images and "
                         f"{meta['num_classes']} classes; {name} has {dataset.in_chans} and "
                         f"{dataset.num_classes}")
+    if hasattr(dataset, "evaluate_with") and "transform" in meta:  # an image folder
+        dataset.evaluate_with(EvalTransform.from_meta(meta))
     metrics = evaluate(model, dataset, batch_size=batch_size, device=device)
     if not math.isfinite(metrics["loss"]):
         raise UserError(f"{path}: the model gave non-finite outputs (damaged weights?)")

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 FORMAT = "cnnarch-checkpoint"
 VERSION = 1  # the newest checkpoint format this code reads and writes
@@ -186,12 +186,11 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UserError(f"refusing to load {p}: it holds objects other than tensors and plain "
-                        f"data (weights_only=True; {first[:160]})") from None
+                        f"data (weights_only=True; {first_line(exc)[:160]})") from None
     except Exception as exc:  # noqa: BLE001 - torn/corrupt bytes fail in many ways (KeyError...)
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {p}: corrupt or not a PyTorch file ({msg[:160]})") from None
+        raise UserError(f"cannot read checkpoint {p}: corrupt or not a PyTorch file "
+                        f"({first_line(exc)[:160]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{p} is not a cnnarch training checkpoint (no meta); "
                         "plain state_dicts load with cnnarch.models.compat")
