@@ -24,7 +24,8 @@ command of the CLI runs inside ``interruptible`` (cli.py ``main``), its parsing 
 signal anywhere else is one line too.
 
 Handlers can only be installed from the main thread; elsewhere ``StopRequest`` and
-``deferred`` leave the signals alone.
+``deferred`` leave the signals alone, as they do in a worker process its parent stops
+(``leave_to_parent``).
 """
 
 from __future__ import annotations
@@ -65,8 +66,26 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+_LEFT_TO_PARENT = False  # set in worker processes their parent stops (leave_to_parent)
+
+
 def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    """Whether handlers may be installed here: the main thread, of a process that is not a
+    worker its parent stops."""
+    return threading.current_thread() is threading.main_thread() and not _LEFT_TO_PARENT
+
+
+def leave_to_parent() -> None:
+    """For a worker process whose parent decides when it stops (``reproduce``'s seed
+    workers): SIGINT is ignored (a Ctrl-C to the process group is the parent's to act on) and
+    SIGTERM keeps its default, so the parent's ``terminate()`` ends the worker at once;
+    ``StopRequest``, ``interruptible`` and ``deferred`` leave both alone here (a worker that
+    turned the parent's SIGTERM into a stop at its next step would outlive the pool's
+    shutdown; its files stay whole anyway, as every write is an atomic replace)."""
+    global _LEFT_TO_PARENT
+    _LEFT_TO_PARENT = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class StopRequest:

@@ -249,6 +249,9 @@ class _QueueProgress(Progress):
 
 def _init_worker(q) -> None:
     global _worker_queue
+    from ..signals import leave_to_parent
+
+    leave_to_parent()  # this process stops when the pool terminates it (_Pool.terminate)
     torch.set_num_threads(1)
     _worker_queue = q
 

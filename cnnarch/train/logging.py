@@ -157,10 +157,30 @@ def _record(data: bytes) -> bytes:
             + struct.pack("<I", masked_crc32c(data)))
 
 
-def progress_bar(total: int, initial: int, enabled: bool):
-    """A tqdm bar over all optimizer steps of the run (ETA for the whole run)."""
-    tqdm = _tqdm_class(enabled)
+class _NoBar:
+    """The bar of a run that shows none: what the loop calls on a bar, doing nothing (a
+    disabled tqdm still creates a multiprocessing lock, which a worker process then leaks
+    when its parent terminates it)."""
 
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def write(self, line: str) -> None:
+        print(line, file=sys.stderr)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, initial: int, enabled: bool):
+    """A tqdm bar over all optimizer steps of the run (ETA for the whole run); nothing when
+    not ``enabled``."""
+    if not enabled:
+        return _NoBar()
+    tqdm = _tqdm_class()
     return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True,
                 unit="step", file=sys.stderr, leave=True, smoothing=0.1)
 
@@ -190,13 +210,13 @@ def final_line(cfg, result) -> str:
             f"run folder {result.run_dir}")
 
 
-def _tqdm_class(enabled: bool):
+def _tqdm_class():
     """The notebook widget bar where it can be drawn (a Jupyter kernel with ipywidgets), the
-    text bar elsewhere, or for a bar that is never shown (tqdm.auto warns without ipywidgets)."""
+    text bar elsewhere (tqdm.auto warns without ipywidgets)."""
     import importlib.util
 
     from tqdm.std import tqdm
 
-    if enabled and importlib.util.find_spec("ipywidgets") is not None:
+    if importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.auto import tqdm
     return tqdm

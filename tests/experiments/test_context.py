@@ -100,3 +100,51 @@ def test_choose_workers(monkeypatch, cores, busy, seeds, want):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(UserError, match="--workers"):
             rep.choose_workers(seeds, "cpu", requested=bad)
+
+
+@pytest.mark.parametrize("to_group", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["SIGTERM-to-the-process", "SIGINT-to-the-group"])
+def test_a_signal_stops_reproduce_and_its_seed_workers_at_once(tmp_path, to_group):
+    """The seed workers leave SIGINT and SIGTERM to their parent (signals.leave_to_parent):
+    the parent stops, terminates them, and the whole process group is gone within seconds,
+    with one line and no leaked semaphores (a worker that turned the parent's SIGTERM into a
+    stop at its next step outlived the pool's shutdown, and the parent waited for it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "cnnarch", "reproduce", "--scale", "quick",
+                             "--workers", "3", "--out", str(tmp_path / "report")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        for line in proc.stderr:  # until a worker has trained one net and is training the next
+            if "plain20: train error" in line:
+                break
+        time.sleep(3)  # inside the next training run, where a worker's own StopRequest would act
+        sig = signal.SIGINT if to_group else signal.SIGTERM
+        os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.2)
+        assert not _group_alive(proc.pid), "seed workers outlived reproduce"
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig and time.monotonic() - start < 30, err[-2000:]
+    assert "Traceback" not in err and "leaked" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(f"cnnarch reproduce: error: interrupted by {sig.name}")
+
+
+def _group_alive(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
