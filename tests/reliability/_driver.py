@@ -1,4 +1,5 @@
-"""Run ``cnnarch`` (``cnnarch.cli.main``) in a process that kills itself at a chosen moment.
+"""Run ``cnnarch`` (``cnnarch.__main__.main``, the console script's entry) in a process that
+kills itself at a chosen moment.
 
 Used by the crash/resume and distributed fault tests as::
 
@@ -296,7 +297,7 @@ def main() -> int:
     rank = os.environ.get("CNNARCH_FAULT_RANK")
     if spec and (rank is None or rank == os.environ.get("RANK", "0")):
         _arm(spec)
-    from cnnarch.cli import main as cli_main
+    from cnnarch.__main__ import main as cli_main  # the console script's entry point
 
     code = cli_main(sys.argv[1:])
     exits = os.environ.get("CNNARCH_EXIT_DIR")  # torchrun does not pass a signalled rank's code on
