@@ -64,13 +64,13 @@ def _command_in(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(argv)
+    prog = f"cnnarch {command}" if command else "cnnarch"
     try:  # SIGINT and SIGTERM alike: one line, exit 128 + the signal (cnnarch/signals.py)
         with interruptible("stopped before it finished"):
             args = build_parser(command).parse_args(argv)  # may import torch: inside the handler
             return int(args.func(args) or 0)
     except (CnnarchError, *INPUT_OS_ERRORS) as exc:
-        print(f"{' '.join(['cnnarch', command][:1 + bool(command)])}: error: {_one_line(exc)}",
-              file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except BrokenPipeError:  # `cnnarch summary ... | head`: the reader left, not an error
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -28,6 +28,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ..data.imagefolder import MAX_IMAGE_SIZE  # px: the largest image_size, checked there too
 from ..errors import UserError
 from ..precision import TRAIN_PRECISIONS
 
@@ -40,7 +41,6 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 MILESTONE_UNITS = ("epoch", "iteration")
 SWITCHES = ("auto", "on", "off")
-MAX_IMAGE_SIZE = 1024  # px: the largest image_size (data/imagefolder.py checks it too)
 MAX_COUNT = 10**9  # epochs, iterations, batch size, ...: larger is a typo, not a plan
 FLOAT32_MAX = 3.4e38
 
