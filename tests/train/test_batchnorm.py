@@ -89,18 +89,27 @@ def test_swap_keeps_parameters_and_state_dict_and_turns_back():
 
 def test_compiled_training_matches_eager_and_returns_builtin_batchnorm():
     """`cnnarch train --compile` on a CPU runs the rewrite under torch.compile; the result is
-    the eager run's within float tolerance, and the returned model has nn.BatchNorm2d again."""
-    common = dict(model="resnet20", data="digits", val_split=False, iterations=4, batch_size=64, eval_every=100,
-                  quiet=True, device="cpu", precision="fp32", channels_last="off", warmup_epochs=0.0)
+    the eager run's within float tolerance, and the returned model has nn.BatchNorm2d again.
+
+    One optimizer step: the weights then differ by lr x the gradients' rounding, the running
+    statistics by the batch statistics'. Measured differences: at most 2.1e-7 (weights) and
+    1.2e-8 (running statistics), with 1 and 2 threads and with the CPU features narrowed to
+    AVX2 (make test-portable); the tolerances leave a margin of about 50x. More steps are not
+    comparable: early training on digits amplifies rounding (after 4 steps conv1's weights
+    differ by 3.8e-3 under AVX2 though every step is right)."""
+    common = dict(model="resnet20", data="digits", val_split=False, iterations=1, batch_size=64,
+                  eval_every=100, quiet=True, device="cpu", precision="fp32", channels_last="off",
+                  warmup_epochs=0.0)
     eager = train(TrainConfig(**common)).model
     seen = []
     compiled = train(TrainConfig(**common, compile=True),
                      on_epoch_end=lambda m, _: seen.extend(type(b) for b in m.modules()
                                                            if isinstance(b, nn.BatchNorm2d))).model
-    assert seen and set(seen) == {TwoPassBatchNorm2d}  # what the compiled steps ran
+    assert seen and set(seen) == {TwoPassBatchNorm2d}  # what the compiled step ran
     assert all(type(m) is nn.BatchNorm2d for m in compiled.modules() if isinstance(m, nn.BatchNorm2d))
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 if "running" not in name else 1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_batchnorm_for_compile_swaps_on_cpu_only():
