@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-# Two cores here: keep every test process on them, deterministic where it matters.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# At most two threads (or OMP_NUM_THREADS, as `make test-portable` sets it to 1): every test
+# process on them, deterministic where it matters.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
