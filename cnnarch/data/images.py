@@ -5,13 +5,18 @@ exceeds ``MAX_IMAGE_PIXELS`` before any pixel is decoded (a 109 KB PNG can claim
 30000 x 30000 pixels, 2.7 GB decoded). It returns a decoded PIL image in a mode the
 transforms understand: ``L`` (8-bit grey) or ``RGB``; transparency is composited on
 white (as a viewer shows it), 16-bit grey is scaled to 8 bits (PIL's ``convert`` would
-clip at 255), and a float image with NaN or infinite pixels is refused. Every refusal is
+clip at 255), and a float image with NaN or infinite pixels is refused. A PNG whose pixel
+data ends before its last row is refused too: PIL decodes such a file without an error,
+the missing rows zero-filled, so ``_png_rows_missing`` counts the inflated bytes against
+what the header promises (PNG spec, 7.2 scanlines and 8.2 Adam7 passes). Every refusal is
 a ``UserError`` naming the path.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,10 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_IMAGE_PIXELS):
                 raise UserError(f"image {path} claims {w} x {h} pixels, more than the limit of "
                                 f"{max_pixels:,} (a decompression bomb?)")
             img.load()
+            if img.format == "PNG" and (short := _png_rows_missing(path)):
+                got, need = short
+                raise UserError(f"cannot decode image {path}: its pixel data ends after {got:,} of "
+                                f"the {need:,} bytes its header promises (rows missing)")
             return _plain_mode(img, path)
     except UserError:
         raise
@@ -49,6 +58,48 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_IMAGE_PIXELS):
                         f"than the limit of {max_pixels:,} (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"cannot decode image {path}: {first_line(exc)}") from None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel (PNG spec, 6.1)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_raw_size(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> int:
+    """Bytes of filtered scanlines (one filter byte per row) the IHDR promises."""
+    def rows(w: int, h: int) -> int:
+        return 0 if w == 0 or h == 0 else h * (1 + (w * bits_per_pixel + 7) // 8)
+    if not interlaced:
+        return rows(width, height)
+    return sum(rows(-(-(width - x0) // dx) if width > x0 else 0, -(-(height - y0) // dy) if height > y0 else 0)
+               for x0, y0, dx, dy in _ADAM7)
+
+
+def _png_rows_missing(path: Path) -> tuple[int, int] | None:
+    """(bytes inflated, bytes promised) when the IDAT stream holds fewer scanline bytes than
+    the IHDR promises, else None. Inflates at most what is promised (no bomb)."""
+    with open(path, "rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return None
+        need, got, inflate = None, 0, zlib.decompressobj()
+        while len(head := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IHDR" and length == 13:
+                width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", f.read(13))
+                need = _png_raw_size(width, height, depth * _PNG_SAMPLES.get(colour, 1), interlace == 1)
+                f.seek(4, os.SEEK_CUR)
+            elif kind == b"IDAT" and need is not None:
+                if need == 0:  # max_length 0 would mean "no limit"
+                    return None
+                got += len(inflate.decompress(f.read(length), need - got))
+                if got >= need:
+                    return None
+                f.seek(4, os.SEEK_CUR)
+            elif kind == b"IEND":
+                break
+            else:
+                f.seek(length + 4, os.SEEK_CUR)
+        return None if need is None or got >= need else (got, need)
 
 
 def _plain_mode(img, path: Path):

@@ -20,8 +20,10 @@ never written through, and a full, read-only or forbidden disk (ENOSPC, EDQUOT, 
 EACCES, EPERM, EFBIG) is a ``StorageError``: one line naming the path.
 
 Loading checks, before ``torch.load`` allocates anything, that the file is a zip whose
-members claim no more bytes than the file holds (torch writes them uncompressed), and,
-after, the format version (``VERSION``; a newer one is refused).
+members claim no more bytes than the file holds (torch writes them uncompressed) and
+whose bytes match the CRC-32 torch's writer stores for each member (``torch.load`` itself
+never compares them, so a flipped bit in the weights would load silently), and, after,
+the format version (``VERSION``; a newer one is refused).
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """``torch.load(weights_only=True)`` with one-line errors; checks it is ours."""
     _check_path("load_checkpoint", "path", path)
     p = find_checkpoint(path)
-    check_zip_sizes(p)
+    check_zip(p)
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -226,10 +228,11 @@ def _check_meta(meta: dict, p: Path) -> None:
                         f"{', '.join(repr(meta.get(k)) for k in bad)})")
 
 
-def check_zip_sizes(path: Path) -> None:
+def check_zip(path: Path) -> None:
     """Refuse a zip-format torch file whose members claim more bytes than the file holds
-    (torch stores them uncompressed), before anything is allocated for them. Files in
-    torch's legacy (non-zip) format pass through to the weights-only unpickler."""
+    (torch stores them uncompressed), before anything is allocated for them, or whose
+    bytes fail their CRC-32 (damaged on disk or in transfer). Files in torch's legacy
+    (non-zip) format pass through to the weights-only unpickler."""
     import zipfile
 
     try:
@@ -239,14 +242,20 @@ def check_zip_sizes(path: Path) -> None:
         with zipfile.ZipFile(path) as zf:
             claimed = sum(info.file_size for info in zf.infolist())
             packed = [i.filename for i in zf.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            if packed:
+                raise UserError(f"refusing to load {path}: it holds compressed members ({packed[0]}); "
+                                "torch checkpoints store them uncompressed")
+            if claimed > size + ZIP_SLACK:
+                raise UserError(f"refusing to load {path}: its members claim {claimed:,} bytes in a "
+                                f"{size:,}-byte file")
+            damaged = zf.testzip()  # reads every member once, comparing its CRC-32
+    except UserError:
+        raise
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return  # torch.load reports what is wrong with it
-    if packed:
-        raise UserError(f"refusing to load {path}: it holds compressed members ({packed[0]}); "
-                        "torch checkpoints store them uncompressed")
-    if claimed > size + ZIP_SLACK:
-        raise UserError(f"refusing to load {path}: its members claim {claimed:,} bytes in a "
-                        f"{size:,}-byte file")
+    if damaged is not None:
+        raise UserError(f"cannot read checkpoint {path}: member {damaged} fails its CRC-32 check "
+                        "(the file was damaged after it was written)")
 
 
 def build_model_from_meta(meta: dict):

@@ -8,8 +8,11 @@ Each malicious file writes a marker file when unpickled; a control check proves 
 
 from __future__ import annotations
 
+import io
 import os
+import random
 import shutil
+import struct
 
 import pytest
 import torch
@@ -150,17 +153,44 @@ def test_torn_and_foreign_checkpoints(tiny_run, tmp_path, cli, user_error, relia
     for name, data in _corruptions(tiny_run, tmp_path):
         path = tmp_path / f"{name}.pt"
         path.write_bytes(data)
-        if name != "bit-flips":  # flipped bytes inside tensor data may still load (no checksum)
-            with pytest.raises(UserError):
-                load_model(path)
-            user_error(cli(["eval", str(path), "--device", "cpu"]))
-        else:
-            try:
-                load_model(path)
-            except UserError:
-                pass
+        with pytest.raises(UserError):
+            load_model(path)
+        user_error(cli(["eval", str(path), "--device", "cpu"]))
         n += 1
     reliability_log["torn/foreign checkpoint files"] = n
+
+
+def _tensor_spans(data: bytes):
+    """(name, start, end) of each tensor member's bytes inside a torch zip file."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if "/data/" in info.filename and info.file_size:
+                # the local header's extra field can differ from the central one's: read it
+                n_name, n_extra = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+                start = info.header_offset + 30 + n_name + n_extra
+                yield info.filename, start, start + info.file_size
+
+
+def test_one_flipped_bit_anywhere_in_the_weights_is_refused(tiny_run, tmp_path, cli, user_error):
+    """A single bit flipped inside any tensor's bytes (weights, optimizer state, BN
+    statistics): the zip's per-member CRC-32 catches it, for load_model, eval and resume."""
+    good = (tiny_run / "checkpoints" / "last.pt").read_bytes()
+    spans = list(_tensor_spans(good))
+    assert len(spans) > 20
+    rng = random.Random(0)
+    for k, (member, start, end) in enumerate(rng.sample(spans, 12)):
+        at, bit = rng.randrange(start, end), 1 << rng.randrange(8)
+        flipped = bytearray(good)
+        flipped[at] ^= bit
+        path = tmp_path / f"flip{k}.pt"
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(UserError, match="CRC-32") as info:
+            load_model(path)
+        assert member in str(info.value) and "\n" not in str(info.value)
+    user_error(cli(["eval", str(path), "--device", "cpu"]), "CRC-32")
+    assert load_model(tiny_run / "checkpoints" / "last.pt") is not None  # control: the intact file
 
 
 def test_checkpoint_of_another_architecture(copy_run, cli, user_error):
