@@ -10,7 +10,8 @@ network trained twice under identical settings (same seed, data order, schedule)
 aux losses (weight 0.3) and without (weight 0; the heads exist in both runs, so both start
 from the same weights); test accuracy, curves, and after every epoch the gradient reaching
 the lower layers from the main loss and from the training loss. With ``aux_no_bn`` the same
-pair in the 2014 setting (no BN, the 0.01-std init). On the network trained with aux heads,
+pair in the 2014 setting (no BN, Caffe's Xavier init, ``aux_no_bn_lr`` for
+``aux_no_bn_epochs``). On the network trained with aux heads,
 each branch of each Inception module is ablated at test time (G2).
 
 Negative controls: ``aux-weight-0`` trains and measures both runs with weight 0; random
@@ -64,10 +65,19 @@ def _weight(ctx) -> float:
     return 0.0 if ctx.control == "aux-weight-0" else AUX_WEIGHT
 
 
-def _googlenet_ctx(ctx):
-    """The context with googlenet_small's recipe (its lr and warm-up) in place of the twins'."""
-    sc = dataclasses.replace(ctx.scale, lr=ctx.scale.aux_lr, warmup_epochs=ctx.scale.aux_warmup_epochs)
+def _googlenet_ctx(ctx, norm: str = "bn"):
+    """The context with googlenet_small's recipe (its lr and warm-up; the 2014 setting's own
+    lr) in place of the twins'."""
+    lr = ctx.scale.aux_no_bn_lr if norm == "none" else ctx.scale.aux_lr
+    sc = dataclasses.replace(ctx.scale, lr=lr, warmup_epochs=ctx.scale.aux_warmup_epochs)
     return dataclasses.replace(ctx, scale=sc, cache=ctx.cache)
+
+
+def _run_length(sc, norm: str) -> tuple[int, int]:
+    """(epochs, iterations) of one googlenet_small run; iterations > 0 overrides epochs."""
+    if sc.aux_iterations:
+        return sc.aux_epochs, sc.aux_iterations
+    return (sc.aux_no_bn_epochs if norm == "none" else sc.aux_epochs), 0
 
 
 def init_gradients(ctx, seed: int) -> dict:
@@ -90,7 +100,8 @@ def train_pair(ctx, seed: int, norm: str) -> dict:
     from ..analysis.gradients import lower_layer_gradients
 
     sc = ctx.scale
-    gctx = _googlenet_ctx(ctx)
+    gctx = _googlenet_ctx(ctx, norm)
+    epochs, iterations = _run_length(sc, norm)
     ds = ctx.dataset()
     x, y = probe_batch(ds, min(sc.probe_images, 64), split="train")
     runs = {}
@@ -101,10 +112,10 @@ def train_pair(ctx, seed: int, norm: str) -> dict:
             return {"main_only": list(g.main_only), "with_aux": list(g.with_aux)}
 
         ctx.progress.say(f"training googlenet_small ({norm}) {label.replace('_', ' ')}, seed {seed}, "
-                         f"{sc.aux_iterations or sc.aux_epochs} {'steps' if sc.aux_iterations else 'epochs'}")
-        length = {"iterations": sc.aux_iterations} if sc.aux_iterations else {}  # else --iterations
+                         f"{iterations or epochs} {'steps' if iterations else 'epochs'}")
+        length = {"iterations": iterations} if iterations else {}  # else --iterations
         run = gctx.train("googlenet_small", seed=seed, tag=f"googlenet_small-{norm}-{label}",
-                         model_kwargs={"norm": norm}, on_epoch=on_epoch, epochs=sc.aux_epochs,
+                         model_kwargs={"norm": norm}, on_epoch=on_epoch, epochs=epochs,
                          batch_size=sc.aux_batch_size, aux_weight=weight, **length)
         last = run.history[-1]
         ctx.progress.say(f"  test accuracy {pct(last['test_acc'])}")
@@ -340,7 +351,7 @@ register(Claim(
                                       "and beyond the seed spread (the opposite: not reproduced; inside "
                                       "the spread: inconclusive)",
                                    lambda m: compare_accuracy(m, "bn")), trained=True),
-     Part("accuracy-2014", Rule(1, "the 2014 setting (no BN, 0.01-std init): the same comparison; "
+     Part("accuracy-2014", Rule(1, "the 2014 setting (no BN, Caffe's Xavier init, bias 0.2): the same comparison; "
                                    "inconclusive when neither network learns",
                                 lambda m: compare_accuracy(m, "none")), trained=True)),
     figure="g5_aux_heads.png",

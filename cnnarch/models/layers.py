@@ -6,6 +6,8 @@ input checks, and the He initialisation (He et al. 2015, Sec. 3.4).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,6 +94,18 @@ def he_init(model: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def xavier_2014_init(model: nn.Module, bias: float = 0.2) -> None:
+    """The fillers of the BVLC Caffe GoogLeNet (2014), the GoogLeNet paper giving none: every
+    convolution and linear layer uniform in +-sqrt(3 / fan_in) (Caffe's "xavier", variance
+    1 / fan_in), biases ``bias`` (0.2 keeps the ReLUs of a net without BN alive)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            bound = math.sqrt(3.0 / m.weight[0].numel())
+            nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, bias)
 
 
 def check_input(model_name: str, x: torch.Tensor, in_chans: int, min_size: int = 1) -> None:

@@ -74,6 +74,43 @@ def test_g5_g2_b2_experiments_under_controls():
         assert b2["verdict"] == INCONCLUSIVE
 
 
+def test_g5_2014_setting_trains_with_its_own_recipe_and_is_judged(monkeypatch):
+    """aux_no_bn: the no-BN pair trains for aux_no_bn_epochs at aux_no_bn_lr (the BN pair keeps
+    its own), and accuracy-2014 judges it: inconclusive on random labels (nothing learned)."""
+    import dataclasses
+
+    sc = dataclasses.replace(TINY, aux_iterations=0, aux_epochs=1, aux_no_bn=True, aux_no_bn_epochs=2,
+                             aux_no_bn_lr=0.007, seeds=1)
+    seen = []
+    real = Context.train
+
+    def spy(self, model, **kw):
+        seen.append((kw["model_kwargs"]["norm"], kw["epochs"], self.scale.lr))
+        return real(self, model, **kw)
+
+    monkeypatch.setattr(Context, "train", spy)
+    ctx = Context(sc, data=RANDOM, seeds=(0,), device="cpu")
+    m = aux_heads.run(ctx)["measurements"]["G5"]
+    assert sorted(set(seen)) == [("bn", 1, sc.aux_lr), ("none", 2, 0.007)]
+    assert len(m["trained_none"]["with_aux"]["test_acc"]) == 1
+    assert aux_heads.compare_accuracy(m, "none").verdict == INCONCLUSIVE  # random labels
+
+
+def test_the_2014_setting_gets_caffes_xavier_init():
+    from cnnarch.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("googlenet_small", in_chans=1, num_classes=10, norm="none")
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            bound = (3.0 / m.weight[0].numel()) ** 0.5
+            assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.9 * bound
+            assert torch.all(m.bias == 0.2)
+    bn = create_model("googlenet_small", in_chans=1, num_classes=10)
+    assert all(float(m.bias.abs().max()) == 0.0 for m in bn.modules()
+               if isinstance(m, torch.nn.Conv2d) and m.bias is not None)
+
+
 # --- G2 (trained) ----------------------------------------------------------------------------------
 
 
