@@ -298,26 +298,32 @@ def judge_branches(m: dict) -> PartResult:
                       differ=differ)
 
 
+def _curve_panel(ax, curves: dict, title: str) -> None:
+    """Test error per epoch with and without the aux losses, one line per seed."""
+    for seed, runs in curves.items():
+        for label, color in (("with_aux", "tab:green"), ("without_aux", "tab:gray")):
+            err = runs[label]["test_error"]
+            ax.plot(range(1, len(err) + 1), [100 * e for e in err], color=color, lw=1,
+                    label=f"{label.replace('_', ' ')}" if seed == next(iter(curves)) else None)
+    ax.set(xlabel="epoch", ylabel="test error (%)", title=title)
+    if curves:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "not trained at this scale", ha="center", transform=ax.transAxes)
+
+
 def _draw(measured: dict, data: dict, path):
     import matplotlib
 
     matplotlib.use("Agg")
     from ..report.figures import plt, save_figure
 
-    curves = data.get("aux-heads", {}).get("curves", {}).get("bn", {})
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax = axes[0]
-    for seed, runs in curves.items():
-        for label, color in (("with_aux", "tab:green"), ("without_aux", "tab:gray")):
-            err = runs[label]["test_error"]
-            ax.plot(range(1, len(err) + 1), [100 * e for e in err], color=color, lw=1,
-                    label=f"{label.replace('_', ' ')}" if seed == next(iter(curves)) else None)
-    ax.set(xlabel="epoch", ylabel="test error (%)", title="googlenet_small (BN), one line per seed")
-    if curves:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "not trained at this scale", ha="center", transform=ax.transAxes)
-    ax = axes[1]
+    curves = data.get("aux-heads", {}).get("curves", {})
+    panels = [("bn", "googlenet_small (BN)")] + ([("none", "2014 setting (no BN)")] if curves.get("none") else [])
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 3.8))
+    for ax, (norm, title) in zip(axes, panels, strict=False):
+        _curve_panel(ax, curves.get(norm, {}), f"{title}, one line per seed")
+    ax = axes[-1]
     layers = _layers(measured)
     pos = range(len(layers))
     none = [_mean(s["none"]["ratios"][i] for s in measured["init"]) for i in pos]
@@ -356,7 +362,9 @@ register(Claim(
                                 lambda m: compare_accuracy(m, "none")), trained=True)),
     figure="g5_aux_heads.png",
     caption="Left: test error of googlenet_small with and without the aux losses, one line per "
-            "seed; look for whether the green lines sit below the grey ones. Right: how much the aux "
+            "seed, with BN and (where the scale trains it) in the 2014 setting without BN; look for "
+            "whether the green lines sit below the grey ones: with BN they overlap, without BN only "
+            "the green ones leave chance early. Right: how much the aux "
             "losses add to the gradient reaching each lower layer at init; look for the tall green "
             "bars (no BN) against bars at 1 (BN).",
     controls=("aux-weight-0", "random-labels"), draw=_draw))

@@ -36,7 +36,7 @@ class Scale:
     aux_lr: float = 0.05  # googlenet_small's peak lr (SGD, momentum 0.9, cosine)
     aux_warmup_epochs: float = 0.5
     aux_no_bn: bool = False  # also train the 2014 setting (no BN, Caffe's Xavier init) for G5
-    aux_no_bn_epochs: int = 15  # its run length (it learns slower than the BN net)
+    aux_no_bn_epochs: int = 12  # its run length (it learns slower than the BN net)
     aux_no_bn_lr: float = 0.03  # its peak lr (0.05 and up: the first epochs stay at chance longer)
     lesion_max_removed: int = 4  # B2: up to this many blocks deleted at once
     lesion_subsets: int = 2  # B2: random sets of blocks per count
@@ -64,7 +64,7 @@ SCALES = {
     # googlenet_small trained with and without aux heads (G5) and its branch ablation (G2),
     # the bottleneck / linear / naive comparison at equal steps (G4: 1 epoch at batch 32 =
     # 45 steps each; a naive step costs ~10x a bottleneck one), the pre-activation nets
-    # trained (B1), 10 random lesion sets per k (B2), and the 2014 setting (no BN, 15 epochs
+    # trained (B1), 10 random lesion sets per k (B2), and the 2014 setting (no BN, 12 epochs
     # at lr 0.03; a step costs ~1/3 of a BN one, ~8 CPU-minutes for its 6 runs).
     "standard": Scale("standard", depths=(20, 56), epochs=15, batch_size=64, lr=0.05, weight_decay=1e-4,
                       schedule="cosine", warmup_epochs=1.0, aux_epochs=5, aux_iterations=0,
