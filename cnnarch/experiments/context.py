@@ -64,6 +64,15 @@ class TrainedRun:
     resumed: bool = False  # loaded or continued from a run folder
 
 
+def _rng_untouched(net):
+    """A probe between epochs runs on forked random streams: whatever it draws or reseeds,
+    the training after it (dropout, augmentation) continues as without it."""
+    import torch
+
+    device = next(net.parameters()).device
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 @dataclass
 class Context:
     scale: Scale
@@ -187,7 +196,8 @@ class Context:
 
         def on_epoch_end(net, record):
             if on_epoch is not None:
-                extras[int(record["epoch"])] = on_epoch(net, record)
+                with _rng_untouched(net):
+                    extras[int(record["epoch"])] = on_epoch(net, record)
                 if run_dir is not None:
                     atomic_write_text(run_dir / "extras.json", json.dumps(extras))
 

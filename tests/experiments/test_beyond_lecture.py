@@ -93,7 +93,31 @@ def test_g5_2014_setting_trains_with_its_own_recipe_and_is_judged(monkeypatch):
     m = aux_heads.run(ctx)["measurements"]["G5"]
     assert sorted(set(seen)) == [("bn", 1, sc.aux_lr), ("none", 2, 0.007)]
     assert len(m["trained_none"]["with_aux"]["test_acc"]) == 1
-    assert aux_heads.compare_accuracy(m, "none").verdict == INCONCLUSIVE  # random labels
+    assert len(m["trained_none"]["with_aux"]["gradients"][0]) == 2  # probed after each epoch
+    assert m["trained_none"]["without_aux"]["gradients"] == [[]]  # nothing for the probe to measure
+    assert _judge_2014(m).verdict == INCONCLUSIVE  # random labels
+
+
+def _judge_2014(m: dict):
+    part = next(p for p in get_claim("G5").parts if p.name == "accuracy-2014")
+    return part.rule.judge(m)
+
+
+def test_g5_2014_rule_is_a_race_in_the_budget():
+    """accuracy-2014 (v2): a pair in which one net left chance far behind is compared; a pair
+    in which neither reached 50 % is not; the controls stay short of reproduced."""
+    def m(with_acc, without_acc):
+        return {"num_classes": 10, "trained_none": _trained(with_acc, without_acc)}
+
+    assert _judge_2014(m([0.775, 0.883, 0.844], [0.20, 0.228, 0.272])).verdict == REPRODUCED
+    # v1 (the 90 % bar of a finished network) refused to compare the same pair
+    v1 = next(p for p in get_claim("G5").parts if p.name == "accuracy-2014").history[0]
+    assert v1.judge(m([0.775, 0.883, 0.844], [0.20, 0.228, 0.272])).verdict == INCONCLUSIVE
+    assert _judge_2014(m([0.45, 0.40, 0.48], [0.2, 0.25, 0.3])).verdict == INCONCLUSIVE  # neither learned
+    assert _judge_2014(m([0.2, 0.25, 0.3], [0.80, 0.85, 0.9])).verdict == NOT_REPRODUCED
+    assert _judge_2014(m([0.8, 0.7, 0.9], [0.75, 0.85, 0.8])).verdict == INCONCLUSIVE  # inside the spread
+    assert _judge_2014(m([0.6] * 3, [0.6] * 3)).verdict == INCONCLUSIVE  # aux weight 0: identical runs
+    assert _judge_2014(m([0.11, 0.1, 0.09], [0.1] * 3)).verdict == INCONCLUSIVE  # random labels
 
 
 def test_the_2014_setting_gets_caffes_xavier_init():

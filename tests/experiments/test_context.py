@@ -148,3 +148,20 @@ def _group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+def test_a_probe_between_epochs_leaves_the_training_as_it_was():
+    """ctx.train's on_epoch probes run on forked random streams: a probe that reseeds and
+    draws (as the aux-heads gradient probe does) changes nothing in the run after it."""
+    def reseeding_probe(net, _record):
+        torch.manual_seed(12345)
+        torch.rand(1000)
+        return {}
+
+    ctx = Context(TINY, data=RANDOM_DATA, seeds=(0,), device="cpu")
+    runs = [ctx.train("googlenet_small", seed=0, tag="g", epochs=3, batch_size=16, iterations=0,
+                      aux_weight=0.3, on_epoch=probe)
+            for probe in (None, reseeding_probe)]
+    assert _numbers(runs[0].history) == _numbers(runs[1].history)
+    for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
