@@ -67,10 +67,11 @@ def _weight(ctx) -> float:
 
 
 def _googlenet_ctx(ctx, norm: str = "bn"):
-    """The context with googlenet_small's recipe (its lr and warm-up; the 2014 setting's own
-    lr) in place of the twins'."""
+    """The context with googlenet_small's recipe (its lr, warm-up and memory format; the 2014
+    setting's own lr) in place of the twins'."""
     lr = ctx.scale.aux_no_bn_lr if norm == "none" else ctx.scale.aux_lr
-    sc = dataclasses.replace(ctx.scale, lr=lr, warmup_epochs=ctx.scale.aux_warmup_epochs)
+    sc = dataclasses.replace(ctx.scale, lr=lr, warmup_epochs=ctx.scale.aux_warmup_epochs,
+                             channels_last=ctx.scale.aux_channels_last)
     return dataclasses.replace(ctx, scale=sc, cache=ctx.cache)
 
 

@@ -67,6 +67,10 @@ def load_data(name: str, data_dir=None, download: bool = False):
     return load_dataset(name, data_dir=data_dir, download=download)
 
 
+def _channels_last(scale: Scale) -> str:
+    return scale.channels_last or ("off" if scale.precision == "fp32" else "auto")
+
+
 def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=None,
                 epochs: int | None = None, iterations: int = 0, batch_size: int | None = None,
                 aux_weight: float = 0.3,
@@ -88,7 +92,7 @@ def train_model(model: str, scale: Scale, *, data: str, seed: int, model_kwargs=
                       milestones=milestones, milestone_unit=scale.milestone_unit,
                       warmup_epochs=scale.warmup_epochs, warmup_until_error=warm_until,
                       aux_weight=aux_weight, val_split=False,  # the paper's curves are on test
-                      precision=scale.precision, channels_last="off" if scale.precision == "fp32" else "auto",
+                      precision=scale.precision, channels_last=_channels_last(scale),
                       seed=seed, out=out, resume=resume, quiet=True, device=device, log_every=1000)
     torch.manual_seed(seed)
     result = train(cfg, on_epoch_end=on_epoch_end)

@@ -35,6 +35,7 @@ class Scale:
     aux_batch_size: int = 64
     aux_lr: float = 0.05  # googlenet_small's peak lr (SGD, momentum 0.9, cosine)
     aux_warmup_epochs: float = 0.5
+    aux_channels_last: str = "on"  # googlenet_small in channels_last, fp32 too (faster: docs/benchmarks.md)
     aux_no_bn: bool = False  # also train the 2014 setting (no BN, Caffe's Xavier init) for G5
     aux_no_bn_epochs: int = 12  # its run length (it learns slower than the BN net)
     aux_no_bn_lr: float = 0.03  # its peak lr (0.05 and up: the first epochs stay at chance longer)
@@ -45,6 +46,7 @@ class Scale:
     jacobian_blocks: int = 6  # identity blocks per model whose Jacobian is measured
     timing_repeats: int = 5
     precision: str = "fp32"
+    channels_last: str = ""  # on | off | auto; "" = off at fp32, else auto
     seeds: int = 1  # default number of seeds of every trained measurement (--seeds)
     run_folders: bool = False  # write each trained model's run folder under the report's folder
     inception_ablation_epochs: int = 0  # G4 trained: bottleneck / linear / naive modules (0 = not run)
