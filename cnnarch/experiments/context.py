@@ -67,8 +67,6 @@ class TrainedRun:
 def _rng_untouched(net):
     """A probe between epochs runs on forked random streams: whatever it draws or reseeds,
     the training after it (dropout, augmentation) continues as without it."""
-    import torch
-
     device = next(net.parameters()).device
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 

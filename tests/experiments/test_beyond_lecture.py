@@ -98,9 +98,12 @@ def test_g5_2014_setting_trains_with_its_own_recipe_and_is_judged(monkeypatch):
     assert _judge_2014(m).verdict == INCONCLUSIVE  # random labels
 
 
+def _part_2014():
+    return next(p for p in get_claim("G5").parts if p.name == "accuracy-2014")
+
+
 def _judge_2014(m: dict):
-    part = next(p for p in get_claim("G5").parts if p.name == "accuracy-2014")
-    return part.rule.judge(m)
+    return _part_2014().rule.judge(m)
 
 
 def test_g5_2014_rule_is_a_race_in_the_budget():
@@ -111,7 +114,7 @@ def test_g5_2014_rule_is_a_race_in_the_budget():
 
     assert _judge_2014(m([0.775, 0.883, 0.844], [0.20, 0.228, 0.272])).verdict == REPRODUCED
     # v1 (the 90 % bar of a finished network) refused to compare the same pair
-    v1 = next(p for p in get_claim("G5").parts if p.name == "accuracy-2014").history[0]
+    v1 = _part_2014().history[0]
     assert v1.judge(m([0.775, 0.883, 0.844], [0.20, 0.228, 0.272])).verdict == INCONCLUSIVE
     assert _judge_2014(m([0.45, 0.40, 0.48], [0.2, 0.25, 0.3])).verdict == INCONCLUSIVE  # neither learned
     assert _judge_2014(m([0.2, 0.25, 0.3], [0.80, 0.85, 0.9])).verdict == NOT_REPRODUCED
