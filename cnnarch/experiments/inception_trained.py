@@ -22,6 +22,14 @@ Rules (version 1, fixed before measuring), over >= 2 seeds, judged once a varian
 (non-linearity) the bottleneck network's test accuracy is above the linear one's in every
   seed and beyond the seed spread: reproduced; the opposite: not reproduced; inside the
   spread: inconclusive (the ReLU after the reduction made no measurable difference).
+
+Where the scale sets ``inception_linear_longer``, the non-linearity comparison runs once more
+at G5's run length (``trained-nonlinearity-longer``), where one cheap pair can afford what the
+three-way race cannot (the naive variant costs ~10x per step): the bottleneck arm is G5's BN
+network trained with aux heads (the ``aux-heads`` experiment's run, which this one reuses or
+trains), the linear arm the same network with ``inception="linear"``, trained with the same
+recipe, seed and data order. The two have the same parameter shapes, so a seed gives them
+the same initial weights. Same rule as trained-nonlinearity.
 """
 
 from __future__ import annotations
@@ -77,6 +85,40 @@ def g4_seed(ctx, seed: int) -> dict:
     return out
 
 
+def g4_longer_seed(ctx, seed: int) -> dict:
+    """The linear variant trained with G5's recipe and run length (batch, lr, aux weight)."""
+    from .aux_heads import _googlenet_ctx, _run_length, _weight
+
+    sc = ctx.scale
+    epochs, iterations = _run_length(sc, "bn")
+    length = {"iterations": iterations} if iterations else {}
+    ctx.progress.say(f"training googlenet_small (linear modules), seed {seed}, G5's run length: "
+                     f"{iterations or epochs} {'steps' if iterations else 'epochs'} at batch {sc.aux_batch_size}")
+    run = _googlenet_ctx(ctx).train("googlenet_small", seed=seed, tag="googlenet_small-linear-g5",
+                                    model_kwargs={"inception": "linear"}, epochs=epochs,
+                                    batch_size=sc.aux_batch_size, aux_weight=_weight(ctx), **length)
+    last = run.history[-1]
+    ctx.progress.say(f"  test accuracy {pct(last['test_acc'])}")
+    return {"test_acc": last["test_acc"], "train_acc": last["train_acc"], "steps": last.get("step")}
+
+
+def longer(ctx) -> dict:
+    """Bottleneck (G5's BN run with aux heads) vs linear at G5's run length, per seed."""
+    from . import aux_heads
+
+    g5 = per_seed(ctx, aux_heads.g5_seed)
+    lin = per_seed(ctx, g4_longer_seed)
+    bottleneck = [g5[s]["trained"]["bn"]["with_aux"] for s in ctx.seeds]
+    linear = [lin[s] for s in ctx.seeds]
+    sc = ctx.scale
+    return {"seeds": list(ctx.seeds), "epochs": sc.aux_epochs, "iterations": sc.aux_iterations,
+            "batch_size": sc.aux_batch_size, "steps": linear[0]["steps"],
+            "test_acc": {"bottleneck": [r["test_acc"] for r in bottleneck],
+                         "linear": [r["test_acc"] for r in linear]},
+            "train_acc": {"bottleneck": [r["train_acc"] for r in bottleneck],
+                          "linear": [r["train_acc"] for r in linear]}}
+
+
 def run(ctx) -> dict:
     from ..analysis.complexity import complexity
 
@@ -96,6 +138,8 @@ def run(ctx) -> dict:
                "test_acc": {m: [r[m]["test_acc"] for r in res] for m in VARIANTS},
                "train_acc": {m: [r[m]["train_acc"] for r in res] for m in VARIANTS},
                "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in VARIANTS}}
+    if sc.inception_linear_longer and (sc.aux_epochs or sc.aux_iterations):
+        trained["longer"] = longer(ctx)
     return {"measurements": {"G4": {"trained": trained}}, "data": {}}
 
 
@@ -167,6 +211,29 @@ def judge_nonlinearity(m: dict) -> PartResult:
     return inconclusive(f"{text}: no difference beyond the seed spread", gap=gap)
 
 
+def judge_nonlinearity_longer(m: dict) -> PartResult:
+    t = m.get("trained")
+    lg = (t or {}).get("longer")
+    if not lg:
+        return PartResult(NOT_TESTED, "the linear variant is not trained at G5's run length at this scale")
+    acc, k = lg["test_acc"], t["num_classes"]
+    length = f"{lg['iterations']} steps" if lg["iterations"] else f"{lg['epochs']} epochs"
+    text = (f"test accuracy after G5's run length ({length} at batch {lg['batch_size']}, equal steps): "
+            f"bottleneck {fmt_spread(acc['bottleneck'], pct)}, linear {fmt_spread(acc['linear'], pct)}")
+    if not any(_learned(acc[v], k) for v in ("bottleneck", "linear")):
+        return inconclusive(f"neither bottleneck nor linear learned (mean test accuracy below "
+                            f"{pct(max(LEARNED, 2.0 / k))}): {text}")
+    if len(acc["bottleneck"]) < 2:
+        return inconclusive(f"one seed, no spread to compare against: {text}")
+    order, gap, width = ordering(acc["bottleneck"], acc["linear"])
+    text += f"; gap {100 * gap:+.2f} points, seed spread {100 * width:.2f} points"
+    if order == "above":
+        return reproduced(f"{text}: the ReLU after the reduction helps beyond the spread", gap=gap)
+    if order == "below":
+        return not_reproduced(f"{text}: the linear reduction is better beyond the spread", gap=gap)
+    return inconclusive(f"{text}: no difference beyond the seed spread", gap=gap)
+
+
 add_parts(
     "G4",
     Part("trained-cost-accuracy",
@@ -179,6 +246,13 @@ add_parts(
          Rule(1, "googlenet_small, bottleneck (1x1 + ReLU) vs linear (1x1 without ReLU) at equal steps: "
                  "bottleneck above in every seed and beyond the seed spread = reproduced; the opposite = "
                  "not reproduced; inside the spread = inconclusive", judge_nonlinearity),
+         trained=True, experiment="inception-trained"),
+    Part("trained-nonlinearity-longer",
+         Rule(1, "the same comparison at G5's run length: G5's BN googlenet_small with aux heads "
+                 "(bottleneck) vs the same network with linear reductions, same recipe, seeds and data "
+                 "order: bottleneck above in every seed and beyond the seed spread = reproduced; the "
+                 "opposite = not reproduced; inside the spread = inconclusive; inconclusive when "
+                 "neither learned", judge_nonlinearity_longer),
          trained=True, experiment="inception-trained"))
 
 register_experiment(Experiment("inception-trained", run, ("G4",), order=55,

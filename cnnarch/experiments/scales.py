@@ -51,6 +51,7 @@ class Scale:
     run_folders: bool = False  # write each trained model's run folder under the report's folder
     inception_ablation_epochs: int = 0  # G4 trained: bottleneck / linear / naive modules (0 = not run)
     inception_ablation_batch_size: int = 0  # G4 trained: batch size (0 = aux_batch_size)
+    inception_linear_longer: bool = False  # G4: also bottleneck vs linear at G5's run length
 
 
 SCALES = {
@@ -65,14 +66,16 @@ SCALES = {
     # standard: the quick twins (shared recipe, same seeds) plus what quick leaves out:
     # googlenet_small trained with and without aux heads (G5) and its branch ablation (G2),
     # the bottleneck / linear / naive comparison at equal steps (G4: 1 epoch at batch 32 =
-    # 45 steps each; a naive step costs ~10x a bottleneck one), the pre-activation nets
-    # trained (B1), 10 random lesion sets per k (B2), and the 2014 setting (no BN, 12 epochs
+    # 45 steps each; a naive step costs ~10x a bottleneck one) and bottleneck vs linear once
+    # more at G5's run length (the cheap pair; G5's run is the bottleneck arm), the
+    # pre-activation nets trained (B1), 10 random lesion sets per k (B2), and the 2014 setting (no BN, 12 epochs
     # at lr 0.03; its 6 runs are ~40 % of the scale's CPU time, about as much per step as BN).
     "standard": Scale("standard", depths=(20, 56), epochs=15, batch_size=64, lr=0.05, weight_decay=1e-4,
                       schedule="cosine", warmup_epochs=1.0, aux_epochs=5, aux_iterations=0,
                       aux_batch_size=64, aux_no_bn=True, lesion_subsets=10, preact_trained=True,
                       probe_images=256, jacobian_blocks=4, timing_repeats=3, seeds=3,
-                      inception_ablation_epochs=1, inception_ablation_batch_size=32),
+                      inception_ablation_epochs=1, inception_ablation_batch_size=32,
+                      inception_linear_longer=True),
     # The paper's CIFAR recipe (Sec. 4.2): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr / 10 at
     # 32k and 48k iterations, stop at 64k (~164 epochs on 50k images). G4's three modules
     # train 10 epochs each at batch 128 (~3.9k steps; the naive one alone costs about as much

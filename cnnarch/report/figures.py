@@ -146,10 +146,19 @@ def accuracy_vs_macs(ax, trained: dict) -> None:
         ax.scatter([macs] * len(pts), pts, color=G4_COLORS.get(mode, "k"), s=18, zorder=3,
                    label=f"{mode} ({len(pts)} seeds)")
         ax.vlines(macs, min(pts), max(pts), color=G4_COLORS.get(mode, "k"), lw=2)
+    longer = trained.get("longer")
+    if longer:  # the same pair at G5's run length: hollow dots
+        for mode, accs in longer["test_acc"].items():
+            macs = trained["macs"][mode] / 1e6 * nudge.get(mode, 1.0)
+            ax.scatter([macs] * len(accs), [100 * a for a in accs], facecolors="none", s=30, zorder=3,
+                       edgecolors=G4_COLORS.get(mode, "k"), label=f"{mode}, G5's run length")
     ax.set_xscale("log")
     ax.set(xlabel="multiply-adds per image (M, log; bottleneck and linear cost the same)",
            ylabel="test accuracy (%)")
-    ax.set_title(f"googlenet_small trained {trained['epochs']} epochs each (equal steps)", fontsize=10)
+    title = f"googlenet_small trained {trained['epochs']} epochs each (equal steps)"
+    if longer:
+        title += f"; hollow: {longer['epochs']} epochs at batch {longer['batch_size']}"
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 

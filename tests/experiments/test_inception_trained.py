@@ -84,3 +84,56 @@ def test_not_run_at_a_scale_without_the_comparison():
     m = inception_trained.run(ctx)["measurements"]["G4"]
     assert m == {"trained": None}
     assert inception_trained.judge_nonlinearity(m).verdict == NOT_TESTED
+
+
+def _longer(m, bottleneck, linear):
+    m["trained"]["longer"] = {"seeds": list(range(len(bottleneck))), "epochs": 5, "iterations": 0,
+                              "batch_size": 64, "steps": 110,
+                              "test_acc": {"bottleneck": bottleneck, "linear": linear}}
+    return m
+
+
+def test_nonlinearity_longer_rule_both_sides():
+    j = inception_trained.judge_nonlinearity_longer
+    base = lambda: _m([0.4] * 3, [0.6] * 3, [0.3] * 3)  # noqa: E731 (the 45-step race, not judged here)
+    assert j(_longer(base(), [0.98, 0.985, 0.99], [0.95, 0.955, 0.96])).verdict == REPRODUCED
+    assert j(_longer(base(), [0.95, 0.955, 0.96], [0.98, 0.985, 0.99])).verdict == NOT_REPRODUCED
+    assert j(_longer(base(), [0.975, 0.98, 0.983], [0.978, 0.976, 0.981])).verdict == INCONCLUSIVE
+    assert j(_longer(base(), [0.98], [0.95])).verdict == INCONCLUSIVE  # one seed
+    assert j(base()).verdict == NOT_TESTED  # the scale did not train the longer pair
+    assert j({"trained": None}).verdict == NOT_TESTED
+
+
+def test_nonlinearity_longer_at_chance_is_inconclusive():
+    chance = _longer(_m([0.1] * 3, [0.1] * 3, [0.1] * 3), [0.11, 0.09, 0.10], [0.10, 0.12, 0.08])
+    assert inception_trained.judge_nonlinearity_longer(chance).verdict == INCONCLUSIVE
+    g4 = judge_claim(get_claim("G4"), chance, "tiny", ran=["inception-trained"])
+    assert g4["parts"]["trained-nonlinearity-longer"]["verdict"] == INCONCLUSIVE
+
+
+def test_linear_and_bottleneck_start_from_the_same_weights():
+    """The longer race pairs G5's bottleneck run with a linear one of the same seed: the two
+    variants differ only in the ReLUs, so a seed gives them the same initial weights."""
+    import torch
+
+    from cnnarch.models import create_model
+
+    nets = []
+    for mode in ("bottleneck", "linear"):
+        torch.manual_seed(3)
+        nets.append(create_model("googlenet_small", in_chans=1, num_classes=10, inception=mode))
+    a, b = (n.state_dict() for n in nets)
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow  # G5's pair and the linear net, 2 seeds x 2 steps each
+def test_longer_race_on_real_runs_reuses_g5s_bottleneck_run():
+    sc = dataclasses.replace(TINY, aux_epochs=1, inception_linear_longer=True)
+    ctx = Context(sc, data="synthetic:1x8x8:4:128", seeds=(0, 1), device="cpu", iterations=2)
+    from cnnarch.experiments import aux_heads
+
+    g5 = aux_heads.run(ctx)["measurements"]["G5"]
+    lg = inception_trained.run(ctx)["measurements"]["G4"]["trained"]["longer"]
+    assert lg["test_acc"]["bottleneck"] == g5["trained_bn"]["with_aux"]["test_acc"]
+    assert len(lg["test_acc"]["linear"]) == 2 and lg["steps"] == 2
