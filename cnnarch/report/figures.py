@@ -157,7 +157,7 @@ def accuracy_vs_macs(ax, trained: dict) -> None:
            ylabel="test accuracy (%)")
     title = f"googlenet_small trained {trained['epochs']} epochs each (equal steps)"
     if longer:
-        title += f"; hollow: {longer['epochs']} epochs at batch {longer['batch_size']}"
+        title += f"\nhollow: bottleneck vs linear, {longer['epochs']} epochs at batch {longer['batch_size']}"
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
