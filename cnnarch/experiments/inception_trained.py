@@ -93,7 +93,8 @@ def g4_longer_seed(ctx, seed: int) -> dict:
     epochs, iterations = _run_length(sc, "bn")
     length = {"iterations": iterations} if iterations else {}
     ctx.progress.say(f"training googlenet_small (linear modules), seed {seed}, G5's run length: "
-                     f"{iterations or epochs} {'steps' if iterations else 'epochs'} at batch {sc.aux_batch_size}")
+                     f"{iterations or epochs} {'steps' if iterations else 'epochs'} "
+                     f"at batch {sc.aux_batch_size}")
     run = _googlenet_ctx(ctx).train("googlenet_small", seed=seed, tag="googlenet_small-linear-g5",
                                     model_kwargs={"inception": "linear"}, epochs=epochs,
                                     batch_size=sc.aux_batch_size, aux_weight=_weight(ctx), **length)
@@ -201,9 +202,14 @@ def judge_nonlinearity(m: dict) -> PartResult:
     if isinstance(pre, PartResult):
         return pre
     t, text = pre
-    order, gap, width = ordering(t["test_acc"]["bottleneck"], t["test_acc"]["linear"])
-    text += (f"; bottleneck (1x1 + ReLU) vs linear (1x1 alone): gap {100 * gap:+.2f} points, seed "
-             f"spread {100 * width:.2f} points")
+    return _bottleneck_vs_linear(f"{text}; bottleneck (1x1 + ReLU) vs linear (1x1 alone)",
+                                 t["test_acc"]["bottleneck"], t["test_acc"]["linear"])
+
+
+def _bottleneck_vs_linear(text: str, bottleneck: list[float], linear: list[float]) -> PartResult:
+    """The non-linearity rule on one pair of per-seed accuracies."""
+    order, gap, width = ordering(bottleneck, linear)
+    text += f": gap {100 * gap:+.2f} points, seed spread {100 * width:.2f} points"
     if order == "above":
         return reproduced(f"{text}: the ReLU after the reduction helps beyond the spread", gap=gap)
     if order == "below":
@@ -215,23 +221,19 @@ def judge_nonlinearity_longer(m: dict) -> PartResult:
     t = m.get("trained")
     lg = (t or {}).get("longer")
     if not lg:
-        return PartResult(NOT_TESTED, "the linear variant is not trained at G5's run length at this scale")
+        return PartResult(NOT_TESTED, "the linear variant is not trained at G5's run length "
+                                      "at this scale")
     acc, k = lg["test_acc"], t["num_classes"]
     length = f"{lg['iterations']} steps" if lg["iterations"] else f"{lg['epochs']} epochs"
-    text = (f"test accuracy after G5's run length ({length} at batch {lg['batch_size']}, equal steps): "
-            f"bottleneck {fmt_spread(acc['bottleneck'], pct)}, linear {fmt_spread(acc['linear'], pct)}")
+    text = (f"test accuracy after G5's run length ({length} at batch {lg['batch_size']}, equal "
+            f"steps): bottleneck {fmt_spread(acc['bottleneck'], pct)}, linear "
+            f"{fmt_spread(acc['linear'], pct)}")
     if not any(_learned(acc[v], k) for v in ("bottleneck", "linear")):
         return inconclusive(f"neither bottleneck nor linear learned (mean test accuracy below "
                             f"{pct(max(LEARNED, 2.0 / k))}): {text}")
     if len(acc["bottleneck"]) < 2:
         return inconclusive(f"one seed, no spread to compare against: {text}")
-    order, gap, width = ordering(acc["bottleneck"], acc["linear"])
-    text += f"; gap {100 * gap:+.2f} points, seed spread {100 * width:.2f} points"
-    if order == "above":
-        return reproduced(f"{text}: the ReLU after the reduction helps beyond the spread", gap=gap)
-    if order == "below":
-        return not_reproduced(f"{text}: the linear reduction is better beyond the spread", gap=gap)
-    return inconclusive(f"{text}: no difference beyond the seed spread", gap=gap)
+    return _bottleneck_vs_linear(text, acc["bottleneck"], acc["linear"])
 
 
 add_parts(

@@ -68,8 +68,9 @@ SCALES = {
     # the bottleneck / linear / naive comparison at equal steps (G4: 1 epoch at batch 32 =
     # 45 steps each; a naive step costs ~10x a bottleneck one) and bottleneck vs linear once
     # more at G5's run length (the cheap pair; G5's run is the bottleneck arm), the
-    # pre-activation nets trained (B1), 10 random lesion sets per k (B2), and the 2014 setting (no BN, 12 epochs
-    # at lr 0.03; its 6 runs are ~40 % of the scale's CPU time, about as much per step as BN).
+    # pre-activation nets trained (B1), 10 random lesion sets per k (B2), and the 2014 setting
+    # (no BN, 12 epochs at lr 0.03; its 6 runs are ~40 % of the scale's CPU time, about as
+    # much per step as BN).
     "standard": Scale("standard", depths=(20, 56), epochs=15, batch_size=64, lr=0.05, weight_decay=1e-4,
                       schedule="cosine", warmup_epochs=1.0, aux_epochs=5, aux_iterations=0,
                       aux_batch_size=64, aux_no_bn=True, lesion_subsets=10, preact_trained=True,
