@@ -171,12 +171,18 @@ def _precheck(m: dict, pair: tuple[str, str]) -> PartResult | tuple[dict, str]:
     acc = t["test_acc"]
     text = "; ".join(f"{v} {fmt_spread(acc[v], pct)} at {t['macs'][v] / 1e6:.1f}M MACs" for v in VARIANTS)
     text = f"test accuracy after {t['epochs']} epochs each (equal steps): {text}"
-    if not any(_learned(acc[v], t["num_classes"]) for v in pair):
+    refused = _not_comparable(acc, pair, t["num_classes"], text)
+    return refused if refused is not None else (t, text)
+
+
+def _not_comparable(acc: dict, pair: tuple[str, str], num_classes: int, text: str) -> PartResult | None:
+    """Inconclusive when neither of ``pair`` learned or there is one seed only; else None."""
+    if not any(_learned(acc[v], num_classes) for v in pair):
         return inconclusive(f"neither {pair[0]} nor {pair[1]} learned (mean test accuracy below "
-                            f"{pct(max(LEARNED, 2.0 / t['num_classes']))}): {text}")
+                            f"{pct(max(LEARNED, 2.0 / num_classes))}): {text}")
     if len(acc[pair[0]]) < 2:
         return inconclusive(f"one seed, no spread to compare against: {text}")
-    return t, text
+    return None
 
 
 def judge_cost_accuracy(m: dict) -> PartResult:
@@ -223,16 +229,14 @@ def judge_nonlinearity_longer(m: dict) -> PartResult:
     if not lg:
         return PartResult(NOT_TESTED, "the linear variant is not trained at G5's run length "
                                       "at this scale")
-    acc, k = lg["test_acc"], t["num_classes"]
+    acc = lg["test_acc"]
     length = f"{lg['iterations']} steps" if lg["iterations"] else f"{lg['epochs']} epochs"
     text = (f"test accuracy after G5's run length ({length} at batch {lg['batch_size']}, equal "
             f"steps): bottleneck {fmt_spread(acc['bottleneck'], pct)}, linear "
             f"{fmt_spread(acc['linear'], pct)}")
-    if not any(_learned(acc[v], k) for v in ("bottleneck", "linear")):
-        return inconclusive(f"neither bottleneck nor linear learned (mean test accuracy below "
-                            f"{pct(max(LEARNED, 2.0 / k))}): {text}")
-    if len(acc["bottleneck"]) < 2:
-        return inconclusive(f"one seed, no spread to compare against: {text}")
+    refused = _not_comparable(acc, ("bottleneck", "linear"), t["num_classes"], text)
+    if refused is not None:
+        return refused
     return _bottleneck_vs_linear(text, acc["bottleneck"], acc["linear"])
 
 

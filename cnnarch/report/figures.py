@@ -140,8 +140,12 @@ def accuracy_vs_macs(ax, trained: dict) -> None:
     """G4 trained: test accuracy against multiply-adds per image, one dot per seed and a bar
     from the lowest to the highest seed, per module variant."""
     nudge = {"bottleneck": 0.94, "linear": 1.06}  # same MACs: drawn side by side
+
+    def at(mode: str) -> float:
+        return trained["macs"][mode] / 1e6 * nudge.get(mode, 1.0)
+
     for mode, accs in trained["test_acc"].items():
-        macs = trained["macs"][mode] / 1e6 * nudge.get(mode, 1.0)
+        macs = at(mode)
         pts = [100 * a for a in accs]
         ax.scatter([macs] * len(pts), pts, color=G4_COLORS.get(mode, "k"), s=18, zorder=3,
                    label=f"{mode} ({len(pts)} seeds)")
@@ -149,8 +153,7 @@ def accuracy_vs_macs(ax, trained: dict) -> None:
     longer = trained.get("longer")
     if longer:  # the same pair at G5's run length: hollow dots
         for mode, accs in longer["test_acc"].items():
-            macs = trained["macs"][mode] / 1e6 * nudge.get(mode, 1.0)
-            ax.scatter([macs] * len(accs), [100 * a for a in accs], facecolors="none", s=30, zorder=3,
+            ax.scatter([at(mode)] * len(accs), [100 * a for a in accs], facecolors="none", s=30, zorder=3,
                        edgecolors=G4_COLORS.get(mode, "k"), label=f"{mode}, G5's run length")
     ax.set_xscale("log")
     ax.set(xlabel="multiply-adds per image (M, log; bottleneck and linear cost the same)",
