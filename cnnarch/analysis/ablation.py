@@ -15,6 +15,7 @@ branch's output.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -36,13 +37,58 @@ def _zero_output(_module, _inputs, output):
     return torch.zeros_like(output)
 
 
-@torch.no_grad()
-def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    correct = 0
-    for i in range(0, len(labels), batch_size):
-        out = model(images[i:i + batch_size].float())  # N x num_classes (eval mode)
-        correct += int((out.argmax(1) == labels[i:i + batch_size]).sum())
-    return correct / max(len(labels), 1)
+def _hits(logits: torch.Tensor, labels: torch.Tensor) -> int:
+    return int((logits.argmax(1) == labels).sum())
+
+
+class _Replay(nn.Module):
+    """Stands in for the trunk's first layer: returns the stored input of the module under
+    ablation, whatever it is given."""
+
+    def __init__(self, stored: torch.Tensor):
+        super().__init__()
+        self.stored = stored
+
+    def forward(self, _x: torch.Tensor) -> torch.Tensor:
+        return self.stored
+
+
+def _trunk_before(model: nn.Module, key: str) -> list[str]:
+    """Names of the children the forward runs before Inception ``key``: GoogLeNet registers its
+    trunk in forward order (stem, modules, pools), its heads after it."""
+    names = []
+    for name, _ in model.named_children():
+        if name == f"inception{key}":
+            return names
+        names.append(name)
+    raise UserError(f"{type(model).__name__} has no child inception{key}")
+
+
+@contextmanager
+def _starting_at(model: nn.Module, key: str, stored: torch.Tensor):
+    """Run ``model``'s forward from Inception ``key`` on, fed ``stored`` (that module's input
+    in an intact pass): the first trunk layer replays it, the rest of the prefix passes it on."""
+    names = _trunk_before(model, key)
+    kept = {name: getattr(model, name) for name in names}
+    for i, name in enumerate(names):
+        setattr(model, name, _Replay(stored) if i == 0 else nn.Identity())
+    try:
+        yield model
+    finally:
+        for name, child in kept.items():
+            setattr(model, name, child)
+
+
+def _intact_pass(model: nn.Module, modules, x: torch.Tensor):
+    """(logits, {key: input of Inception key}) of one intact forward pass."""
+    inputs: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_pre_hook(lambda _m, args, key=key: inputs.__setitem__(key, args[0]))
+               for key, m in modules.items()]
+    try:
+        return model(x), inputs  # N x num_classes
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @dataclass(frozen=True)
@@ -57,21 +103,33 @@ class BranchAblation:
         return asdict(self)
 
 
+@torch.no_grad()
 def branch_ablation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-                    batch_size: int = 500) -> BranchAblation:
-    """Zero each branch of each Inception module in turn (eval mode) and measure the drop."""
+                    batch_size: int = 250) -> BranchAblation:
+    """Zero each branch of each Inception module in turn (eval mode) and measure the drop.
+
+    Per batch of ``images``, one intact pass stores every module's input; each ablated pass
+    then starts at its module (what runs before it is unchanged by the ablation)."""
     work = copy.deepcopy(model).float().eval()
-    modules = _module_branches(work)
-    base = _accuracy(work, images, labels, batch_size)
-    drop: dict[str, dict[str, float]] = {}
-    for key, branches in modules.items():
-        drop[key] = {}
-        for name, branch in zip(BRANCHES, branches, strict=True):
-            handle = branch.register_forward_hook(_zero_output)
-            try:
-                drop[key][name] = base - _accuracy(work, images, labels, batch_size)
-            finally:
-                handle.remove()
+    branches = _module_branches(work)
+    modules = work.inception_modules()
+    base_hits = 0
+    hits = {key: dict.fromkeys(BRANCHES, 0) for key in branches}
+    for i in range(0, len(labels), batch_size):
+        x, y = images[i:i + batch_size].float(), labels[i:i + batch_size]
+        logits, inputs = _intact_pass(work, modules, x)
+        base_hits += _hits(logits, y)
+        for key, module_branches in branches.items():
+            with _starting_at(work, key, inputs[key]):
+                for name, branch in zip(BRANCHES, module_branches, strict=True):
+                    handle = branch.register_forward_hook(_zero_output)
+                    try:
+                        hits[key][name] += _hits(work(x), y)
+                    finally:
+                        handle.remove()
+    n = max(len(labels), 1)
+    base = base_hits / n
+    drop = {key: {name: base - h / n for name, h in row.items()} for key, row in hits.items()}
     return BranchAblation(base, drop)
 
 

@@ -84,3 +84,27 @@ def test_branch_ablation_of_a_silent_branch_costs_nothing():
     stats = branch_responses(net, x)
     assert stats["5b"]["1x1"]["zero_fraction"] == 1.0
     assert 0.0 < stats["3a"]["3x3"]["zero_fraction"] < 1.0 and stats["3a"]["1x1"]["channels"] == 64
+
+
+def test_an_ablated_pass_started_at_its_module_is_the_full_pass():
+    """branch_ablation runs each ablated pass from its module on, fed the input an intact pass
+    stored: that is the full forward exactly, with a branch zeroed or not."""
+    from cnnarch.analysis.ablation import _intact_pass, _starting_at, _zero_output
+
+    x, _ = _batch(n=4)
+    torch.manual_seed(0)
+    net = create_model("googlenet_small", in_chans=1).eval()
+    modules = net.inception_modules()
+    with torch.no_grad():
+        intact, inputs = _intact_pass(net, modules, x)
+        assert list(inputs) == list(modules)
+        for key in ("3a", "4a", "5b"):
+            handle = modules[key].branch2.register_forward_hook(_zero_output)
+            try:
+                full = net(x)
+                with _starting_at(net, key, inputs[key]):
+                    started = net(torch.zeros_like(x))  # the prefix is skipped: x is ignored
+            finally:
+                handle.remove()
+            assert torch.equal(started, full) and not torch.equal(full, intact)
+        assert torch.equal(net(x), intact)  # the trunk is put back
