@@ -11,7 +11,9 @@ equal steps, with the same seed, data order and schedule:
 - ``naive`` (Fig. 2a): no reduction (``inception="naive"``).
 
 Per seed: final test and training accuracy of each; multiply-adds per image counted on our
-modules (``analysis/complexity.py``, inference network, the data set's image size).
+modules (``analysis/complexity.py``, inference network, the data set's image size). A scale
+may train fewer variants (``inception_variants``); a rule whose pair was not trained is not
+tested.
 
 Rules (version 1, fixed before measuring), over >= 2 seeds, judged once a variant learned
 (mean test accuracy >= max(50 %, 2 x chance)):
@@ -64,14 +66,14 @@ def _mean(xs) -> float:
 
 
 def g4_seed(ctx, seed: int) -> dict:
-    """Train the three variants for ``inception_ablation_epochs`` each (equal steps)."""
+    """Train the scale's variants for ``inception_ablation_epochs`` each (equal steps)."""
     from .aux_heads import _googlenet_ctx, _weight
 
     sc = ctx.scale
     gctx = _googlenet_ctx(ctx)
     batch = sc.inception_ablation_batch_size or sc.aux_batch_size
     out = {}
-    for mode in VARIANTS:
+    for mode in sc.inception_variants:
         ctx.progress.say(f"training googlenet_small ({mode} modules), seed {seed}, "
                          f"{sc.inception_ablation_epochs} epochs at batch {batch}")
         run = gctx.train("googlenet_small", seed=seed, tag=f"googlenet_small-{mode}-g4",
@@ -133,12 +135,13 @@ def run(ctx) -> dict:
                              inception=mode).macs for mode in VARIANTS}
     by_seed = per_seed(ctx, g4_seed)
     res = [by_seed[s] for s in ctx.seeds]
+    modes = [m for m in VARIANTS if m in sc.inception_variants]
     trained = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "macs": macs,
                "epochs": sc.inception_ablation_epochs,
                "batch_size": sc.inception_ablation_batch_size or sc.aux_batch_size,
-               "test_acc": {m: [r[m]["test_acc"] for r in res] for m in VARIANTS},
-               "train_acc": {m: [r[m]["train_acc"] for r in res] for m in VARIANTS},
-               "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in VARIANTS}}
+               "test_acc": {m: [r[m]["test_acc"] for r in res] for m in modes},
+               "train_acc": {m: [r[m]["train_acc"] for r in res] for m in modes},
+               "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in modes}}
     if sc.inception_linear_longer and (sc.aux_epochs or sc.aux_iterations):
         trained["longer"] = longer(ctx)
     return {"measurements": {"G4": {"trained": trained}}, "data": {}}
@@ -169,7 +172,11 @@ def _precheck(m: dict, pair: tuple[str, str]) -> PartResult | tuple[dict, str]:
     if not t:
         return PartResult(NOT_TESTED, "the three module variants are not trained at this scale")
     acc = t["test_acc"]
-    text = "; ".join(f"{v} {fmt_spread(acc[v], pct)} at {t['macs'][v] / 1e6:.1f}M MACs" for v in VARIANTS)
+    missing = [v for v in pair if v not in acc]
+    if missing:
+        return PartResult(NOT_TESTED, f"the {' and '.join(missing)} variant is not trained at this scale "
+                                      f"(it costs {t['macs'][missing[0]] / 1e6:.1f}M MACs per image)")
+    text = "; ".join(f"{v} {fmt_spread(acc[v], pct)} at {t['macs'][v] / 1e6:.1f}M MACs" for v in acc)
     text = f"test accuracy after {t['epochs']} epochs each (equal steps): {text}"
     refused = _not_comparable(acc, pair, t["num_classes"], text)
     return refused if refused is not None else (t, text)

@@ -86,6 +86,23 @@ def test_not_run_at_a_scale_without_the_comparison():
     assert inception_trained.judge_nonlinearity(m).verdict == NOT_TESTED
 
 
+def test_a_scale_without_the_naive_variant_judges_only_the_pair_it_trained():
+    m = _m([0.95, 0.96, 0.955], [0.90, 0.91, 0.905], [0.5] * 3)
+    del m["trained"]["test_acc"]["naive"]
+    cost = inception_trained.judge_cost_accuracy(m)
+    assert cost.verdict == NOT_TESTED and "naive variant is not trained" in cost.reason
+    assert inception_trained.judge_nonlinearity(m).verdict == REPRODUCED
+
+
+def test_a_scale_trains_only_its_variants():
+    sc = dataclasses.replace(TINY, inception_variants=("bottleneck", "linear"))
+    ctx = Context(sc, data="synthetic:1x8x8:4:64", seeds=(0, 1), device="cpu", iterations=2)
+    m = inception_trained.run(ctx)["measurements"]["G4"]
+    assert set(m["trained"]["test_acc"]) == {"bottleneck", "linear"}
+    assert set(m["trained"]["macs"]) == {"bottleneck", "linear", "naive"}  # counted, not trained
+    assert inception_trained.judge_cost_accuracy(m).verdict == NOT_TESTED
+
+
 def _longer(m, bottleneck, linear):
     m["trained"]["longer"] = {"seeds": list(range(len(bottleneck))), "epochs": 5, "iterations": 0,
                               "batch_size": 64, "steps": 110,
