@@ -234,9 +234,9 @@ register(Claim(
     caption="Multiply-adds of the naive and the bottleneck module (the lecture's example and "
             "every GoogLeNet module, log scale). Look for the green bars several times lower. Where "
             "the scale trains them (right panel): test accuracy of googlenet_small with bottleneck, "
-            "linear (1x1 without ReLU) and naive modules at equal steps against their multiply-adds, "
-            "one dot per seed; look for the green dots level with or above the grey ones, 10x to "
-            "their left, and whether the green and blue ranges separate. Hollow dots: bottleneck "
+            "linear (1x1 without ReLU) and, at full scale, naive modules at equal steps against their "
+            "multiply-adds, one dot per seed; look for the green dots level with or above the grey "
+            "ones, 10x to their left, and whether the green and blue ranges separate. Hollow dots: bottleneck "
             "and linear once more at G5's longer run length (standard scale), where the 45-step "
             "race's head start may have closed.",
     controls=("random-labels",),  # of the trained parts inception_trained adds

@@ -269,4 +269,4 @@ add_parts(
          trained=True, experiment="inception-trained"))
 
 register_experiment(Experiment("inception-trained", run, ("G4",), order=55,
-                               summary="G4 trained: bottleneck, linear and naive modules at equal steps"))
+                               summary="G4 trained: bottleneck, linear and (at full) naive modules at equal steps"))
