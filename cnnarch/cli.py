@@ -138,8 +138,9 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--compare", choices=["paper"],
                    help="show the paper's Table 1 beside ours, with the differences")
-    p.add_argument("--inception", choices=["bottleneck", "naive"],
-                   help="GoogLeNet: the paper's bottleneck modules or the lecture's naive ones")
+    p.add_argument("--inception", choices=["bottleneck", "linear", "naive"],
+                   help="GoogLeNet: the paper's bottleneck modules, the same without the ReLU "
+                        "after the 1x1 reductions (linear), or the lecture's naive ones")
     p.add_argument("--stride-at", choices=["3x3", "1x1"],
                    help="ResNet bottleneck stride: on the 3x3 (torchvision v1.5, default) or "
                         "on the first 1x1 (the paper, v1)")

@@ -153,3 +153,13 @@ def test_listing_does_not_import_torch(argv):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "resnet50" in done.stdout or "usage" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["summary", "train"])
+def test_the_inception_flag_offers_every_module_the_model_builds(command):
+    from cnnarch.cli import build_parser
+    from cnnarch.models.googlenet import INCEPTION_MODES
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    flag = next(a for a in sub.choices[command]._actions if "--inception" in a.option_strings)
+    assert tuple(flag.choices) == INCEPTION_MODES

@@ -54,7 +54,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", metavar="{bn,lrn,none}",
                    help="normalisation: bn | none (ResNet); lrn | bn | none (GoogLeNet)")
     g.add_argument("--stride-at", choices=["3x3", "1x1"], help="bottleneck stride position")
-    g.add_argument("--inception", choices=["bottleneck", "naive"], help="GoogLeNet module type")
+    g.add_argument("--inception", choices=["bottleneck", "linear", "naive"],
+                   help="GoogLeNet module type (linear: no ReLU after the 1x1 reductions)")
     g.add_argument("--aux-logits", dest="aux_logits", action="store_const", const=True,
                    help="GoogLeNet: train with the auxiliary heads")
     g.add_argument("--no-aux-logits", dest="aux_logits", action="store_const", const=False,
