@@ -291,7 +291,7 @@ def _add_experiment_commands(sub, full: bool = True) -> None:
     def common(p, default_out: str | None) -> None:
         p.add_argument("--scale", choices=scales, default="quick",
                        help="quick: digits, minutes on a CPU (make demo); standard: digits, what "
-                            "quick leaves out (trained GoogLeNet and ablations, about 20 minutes on "
+                            "quick leaves out (trained GoogLeNet and ablations, about 15 minutes on "
                             "2 cores); full: the papers' CIFAR recipe and depths 20-110 (hours on one GPU)")
         p.add_argument("--data", default="digits",
                        help="digits (bundled, default) | cifar10 | cifar100 | synthetic[:CxHxW:K:N]")

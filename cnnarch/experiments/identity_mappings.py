@@ -183,7 +183,9 @@ def judge_ablation(m: dict) -> PartResult:
         return inconclusive(f"the identity network did not learn: final training error {text}")
     if len(ident) < 2:
         return inconclusive(f"one seed, no spread: final training error {text}")
-    verdicts = []
+    verdicts, phrases = [], {"worse": "worse than identity beyond the seed spread",
+                             "better": "better than identity beyond the seed spread",
+                             "within": "within the seed spread of identity"}
     for other in ("scale", "conv"):
         o = ab[other]
         width = max(max(ident) - min(ident), max(o) - min(o))
@@ -194,9 +196,9 @@ def judge_ablation(m: dict) -> PartResult:
             verdicts.append("better")
         else:
             verdicts.append("within")
-    text = (f"pre-activation ResNet-20, final training error: {text}; scaling {verdicts[0]}, 1x1 conv "
-            f"{verdicts[1]} than identity beyond the seed spread (paper, 110 layers, test error: identity "
-            f"6.61 %, scaling 0.5 12.35 %, 1x1 conv 12.22 %)")
+    text = (f"pre-activation ResNet-20, final training error: {text}; scaling 0.5: "
+            f"{phrases[verdicts[0]]}; 1x1 conv: {phrases[verdicts[1]]} (paper, 110 layers, test "
+            f"error: identity 6.61 %, scaling 0.5 12.35 %, 1x1 conv 12.22 %)")
     if verdicts == ["worse", "worse"]:
         return reproduced(text)
     if "better" in verdicts:

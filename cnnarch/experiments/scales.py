@@ -2,7 +2,7 @@
 
 - ``quick``: digits, the `make demo` budget (minutes on 2 CPU cores);
 - ``standard``: digits, what quick leaves out (trained GoogLeNet, the trained ablations
-  of G2, G4 and B1), at most about 20 minutes on 2 CPU cores;
+  of G2, G4 and B1), about 15 minutes on 2 CPU cores (at most 20);
 - ``full``: the papers' CIFAR recipes and depths (hours on one GPU).
 
 docs/reproduce.md lists which claims and parts each scale covers.

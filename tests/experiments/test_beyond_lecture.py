@@ -222,9 +222,12 @@ def test_b1_jacobian_rule_on_real_blocks_and_its_control():
 
 def test_b1_shortcut_ablation_rule():
     worse = {"ablation": {"identity": [0.01, 0.012, 0.011], "scale": [0.2, 0.25, 0.22], "conv": [0.05, 0.06, 0.055]}}
-    assert identity_mappings.judge_ablation(worse).verdict == REPRODUCED
+    result = identity_mappings.judge_ablation(worse)
+    assert result.verdict == REPRODUCED
+    assert "scaling 0.5: worse than identity beyond the seed spread; 1x1 conv: worse" in result.reason
     equal = {"ablation": {"identity": [0.01, 0.02, 0.015], "scale": [0.012, 0.018, 0.02], "conv": [0.05, 0.06, 0.055]}}
-    assert identity_mappings.judge_ablation(equal).verdict == INCONCLUSIVE
+    result = identity_mappings.judge_ablation(equal)
+    assert result.verdict == INCONCLUSIVE and "scaling 0.5: within the seed spread of identity" in result.reason
     unlearned = {"ablation": {k: [0.9, 0.88, 0.9] for k in ("identity", "scale", "conv")}}  # random labels
     assert identity_mappings.judge_ablation(unlearned).verdict == INCONCLUSIVE
     assert identity_mappings.judge_ablation({"ablation": None}).verdict == NOT_TESTED
