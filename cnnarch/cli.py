@@ -331,7 +331,8 @@ def _add_experiment_commands(sub, full: bool = True) -> None:
     p = sub.add_parser(
         "experiment", help="run one experiment of `reproduce` and write its report",
         description="Run one experiment and write the same report as `reproduce` for its claims "
-                    "(the other claims show 'not run'). "
+                    "(the other claims show 'not run'); the experiment owning a claim it adds "
+                    "parts to runs too (inception-cost for inception-trained and aux-heads). "
                     + "; ".join(f"{e.name}: {e.summary}" for e in exps))
     p.add_argument("name", choices=[e.name for e in exps], help="the experiment")
     common(p, None)

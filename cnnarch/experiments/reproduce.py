@@ -97,12 +97,17 @@ def choose_workers(n_seeds: int, device: str = "cpu", requested: int | None = No
 
 
 def _check_names(only) -> list[str]:
+    """The experiments to run for ``only`` (None = all), in registered order: each named one,
+    and the experiment owning each claim it measures (its counted parts and its figure;
+    inception-trained adds parts to G4, which inception-cost owns)."""
     known = registry.experiment_names()
     names = list(only or known)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UserError(f"unknown experiment {unknown[0]!r}; choose from {', '.join(known)}")
-    return [n for n in known if n in names]  # registered order
+    owners = {registry.get_claim(cid).experiment for n in names
+              for cid in registry.get_experiment(n).claims}
+    return [n for n in known if n in names or n in owners]  # registered order
 
 
 def run_experiments(ctx: Context, names: list[str]) -> tuple[dict, dict]:

@@ -110,3 +110,12 @@ def test_spread_and_every_seed():
     assert reg.every_seed([1, 2], lambda v: v > 0) and not reg.every_seed([1, -2], lambda v: v > 0)
     assert not reg.every_seed([], lambda v: True)
     assert reg.fmt_spread([0.5]) == "0.5" and "3 seeds" in reg.fmt_spread([1, 2, 3])
+
+
+def test_an_experiment_runs_with_the_owner_of_the_claims_it_adds_parts_to():
+    from cnnarch.experiments.reproduce import _check_names
+
+    assert _check_names(["inception-trained"]) == ["inception-cost", "inception-trained"]
+    assert _check_names(["aux-heads"]) == ["inception-cost", "aux-heads"]  # G2 is inception-cost's
+    assert _check_names(["residuals"]) == ["residuals"]
+    assert _check_names(None) == list(reg.experiment_names())
