@@ -136,15 +136,23 @@ def run(ctx) -> dict:
     by_seed = per_seed(ctx, g4_seed)
     res = [by_seed[s] for s in ctx.seeds]
     modes = [m for m in VARIANTS if m in sc.inception_variants]
+    batch = sc.inception_ablation_batch_size or sc.aux_batch_size
+    steps = res[0][modes[0]]["steps"]
     trained = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "macs": macs,
-               "epochs": sc.inception_ablation_epochs,
-               "batch_size": sc.inception_ablation_batch_size or sc.aux_batch_size,
+               "epochs": sc.inception_ablation_epochs, "batch_size": batch, "steps": steps,
+               "run_length": run_length(sc.inception_ablation_epochs, batch, steps),
                "test_acc": {m: [r[m]["test_acc"] for r in res] for m in modes},
                "train_acc": {m: [r[m]["train_acc"] for r in res] for m in modes},
                "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in modes}}
     if sc.inception_linear_longer and (sc.aux_epochs or sc.aux_iterations):
         trained["longer"] = longer(ctx)
     return {"measurements": {"G4": {"trained": trained}}, "data": {}}
+
+
+def run_length(epochs: int, batch: int, steps: int | None) -> str:
+    """'1 epoch at batch 32 (45 steps)': how long each variant trained."""
+    text = f"{epochs} epoch{'' if epochs == 1 else 's'} at batch {batch}"
+    return f"{text} ({steps} steps)" if steps else text
 
 
 # --- judging -----------------------------------------------------------------------------------
@@ -177,7 +185,8 @@ def _precheck(m: dict, pair: tuple[str, str]) -> PartResult | tuple[dict, str]:
         return PartResult(NOT_TESTED, f"the {' and '.join(missing)} variant is not trained at this scale "
                                       f"(it costs {t['macs'][missing[0]] / 1e6:.1f}M MACs per image)")
     text = "; ".join(f"{v} {fmt_spread(acc[v], pct)} at {t['macs'][v] / 1e6:.1f}M MACs" for v in acc)
-    text = f"test accuracy after {t['epochs']} epochs each (equal steps): {text}"
+    length = t.get("run_length") or f"{t['epochs']} epochs"
+    text = f"test accuracy after {length} each (equal steps): {text}"
     refused = _not_comparable(acc, pair, t["num_classes"], text)
     return refused if refused is not None else (t, text)
 

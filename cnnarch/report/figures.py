@@ -158,7 +158,7 @@ def accuracy_vs_macs(ax, trained: dict) -> None:
     ax.set_xscale("log")
     ax.set(xlabel="multiply-adds per image (M, log; bottleneck and linear cost the same)",
            ylabel="test accuracy (%)")
-    title = f"googlenet_small trained {trained['epochs']} epochs each (equal steps)"
+    title = f"googlenet_small trained {trained.get('run_length', trained['epochs'])} each (equal steps)"
     if longer:
         title += f"\nhollow: bottleneck vs linear, {longer['epochs']} epochs at batch {longer['batch_size']}"
     ax.set_title(title, fontsize=10)

@@ -154,3 +154,8 @@ def test_longer_race_on_real_runs_reuses_g5s_bottleneck_run():
     lg = inception_trained.run(ctx)["measurements"]["G4"]["trained"]["longer"]
     assert lg["test_acc"]["bottleneck"] == g5["trained_bn"]["with_aux"]["test_acc"]
     assert len(lg["test_acc"]["linear"]) == 2 and lg["steps"] == 2
+
+
+def test_the_run_length_names_epochs_batch_and_steps():
+    assert inception_trained.run_length(1, 32, 45) == "1 epoch at batch 32 (45 steps)"
+    assert inception_trained.run_length(10, 128, None) == "10 epochs at batch 128"
