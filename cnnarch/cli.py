@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .errors import CnnarchError, UserError, first_line
+from .model_options import INCEPTION_MODES, STRIDE_AT
 from .precision import PRECISIONS
 from .signals import interruptible
 
@@ -138,10 +139,10 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--compare", choices=["paper"],
                    help="show the paper's Table 1 beside ours, with the differences")
-    p.add_argument("--inception", choices=["bottleneck", "linear", "naive"],
+    p.add_argument("--inception", choices=INCEPTION_MODES,
                    help="GoogLeNet: the paper's bottleneck modules, the same without the ReLU "
                         "after the 1x1 reductions (linear), or the lecture's naive ones")
-    p.add_argument("--stride-at", choices=["3x3", "1x1"],
+    p.add_argument("--stride-at", choices=STRIDE_AT,
                    help="ResNet bottleneck stride: on the 3x3 (torchvision v1.5, default) or "
                         "on the first 1x1 (the paper, v1)")
     p.add_argument("--aux", action="store_true",

@@ -15,7 +15,7 @@ ARCHITECTURE = ROOT.parent / "docs" / "ARCHITECTURE.md"
 
 # Lowest first: the order of docs/ARCHITECTURE.md's layer list.
 LAYERS = (
-    ("errors", "hardware", "precision", "signals"),
+    ("errors", "hardware", "model_options", "precision", "signals"),
     ("data",),
     ("models",),
     ("analysis", "train"),

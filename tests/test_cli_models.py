@@ -155,11 +155,21 @@ def test_listing_does_not_import_torch(argv):
     assert "resnet50" in done.stdout or "usage" in done.stdout
 
 
-@pytest.mark.parametrize("command", ["summary", "train"])
-def test_the_inception_flag_offers_every_module_the_model_builds(command):
+@pytest.mark.parametrize(("command", "option", "model", "kwarg"), [
+    ("summary", "--inception", "googlenet_small", "inception"),
+    ("train", "--inception", "googlenet_small", "inception"),
+    ("summary", "--stride-at", "resnet50", "stride_at"),
+    ("train", "--stride-at", "resnet50", "stride_at"),
+    ("train", "--shortcut", "resnet20", "shortcut"),
+])
+def test_a_model_flag_offers_exactly_what_the_builder_accepts(command, option, model, kwarg):
     from cnnarch.cli import build_parser
-    from cnnarch.models.googlenet import INCEPTION_MODES
+    from cnnarch.errors import UserError
+    from cnnarch.models import create_model
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    flag = next(a for a in sub.choices[command]._actions if "--inception" in a.option_strings)
-    assert tuple(flag.choices) == INCEPTION_MODES
+    flag = next(a for a in sub.choices[command]._actions if option in a.option_strings)
+    with pytest.raises(UserError) as refused:
+        create_model(model, **{kwarg: "no-such-value"})
+    accepted = str(refused.value).split("choose one of ", 1)[1]
+    assert accepted == ", ".join(repr(c) for c in flag.choices)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..model_options import INCEPTION_MODES
 from .layers import check_choice, check_input, he_init, xavier_2014_init
 from .registry import register_model
 
@@ -57,7 +58,6 @@ TABLE1: dict[str, InceptionRow] = {
     "5b": InceptionRow(384, 192, 384, 48, 128, 128),
 }
 
-INCEPTION_MODES = ("bottleneck", "linear", "naive")
 
 
 class GoogLeNetOutputs(NamedTuple):

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..model_options import SHORTCUTS
 
 NORMS = ("bn", "none")
-SHORTCUTS = ("A", "B", "C", "none")
 
 
 def check_choice(option: str, value, choices) -> None:

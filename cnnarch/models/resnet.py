@@ -14,10 +14,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..model_options import SHORTCUTS, STRIDE_AT
 from .layers import check_choice, check_input, conv1x1, conv3x3, he_init, make_shortcut, norm_layer
 from .registry import register_model
-
-STRIDE_AT = ("3x3", "1x1")
 
 
 class _Block(nn.Module):
@@ -125,7 +124,7 @@ class ResNet(nn.Module):
                  name: str = "resnet"):
         super().__init__()
         check_choice("stem", stem, ("imagenet", "cifar"))
-        check_choice("shortcut", shortcut, ("A", "B", "C", "none"))
+        check_choice("shortcut", shortcut, SHORTCUTS)
         check_choice("stride_at", stride_at, STRIDE_AT)
         check_choice("norm", norm, ("bn", "none"))
         if num_classes < 1 or in_chans < 1:

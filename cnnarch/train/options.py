@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..model_options import INCEPTION_MODES, SHORTCUTS, STRIDE_AT
 from .config import FIELD_NAMES, RECIPES, field_specs, read_toml, resolve_config
 
 MODEL_OPTIONS = ("shortcut", "norm", "stride_at", "inception", "aux_logits", "zero_init_residual")
@@ -50,11 +51,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", dest=f"cfg_{spec.name}", default=None, metavar=metavar,
                        help=f"{text} (default: {shown})")
     g = p.add_argument_group("model options (shortcuts into --model-kwargs)")
-    g.add_argument("--shortcut", choices=["A", "B", "C", "none"], help="ResNet shortcut option (Sec. 3.3)")
+    g.add_argument("--shortcut", choices=SHORTCUTS, help="ResNet shortcut option (Sec. 3.3)")
     g.add_argument("--norm", metavar="{bn,lrn,none}",
                    help="normalisation: bn | none (ResNet); lrn | bn | none (GoogLeNet)")
-    g.add_argument("--stride-at", choices=["3x3", "1x1"], help="bottleneck stride position")
-    g.add_argument("--inception", choices=["bottleneck", "linear", "naive"],
+    g.add_argument("--stride-at", choices=STRIDE_AT, help="bottleneck stride position")
+    g.add_argument("--inception", choices=INCEPTION_MODES,
                    help="GoogLeNet module type (linear: no ReLU after the 1x1 reductions)")
     g.add_argument("--aux-logits", dest="aux_logits", action="store_const", const=True,
                    help="GoogLeNet: train with the auxiliary heads")
