@@ -2,7 +2,9 @@
 Sec. 4 and Fig. 2).
 
 googlenet_small (BN, aux heads weight 0.3, googlenet_small's recipe) trained three ways at
-equal steps, with the same seed, data order and schedule:
+equal steps, with the same seed, data order and schedule (and the same peak lr, unless the
+scale gives the naive variant its own, ``inception_naive_lr``: its classifier reads ~5x more
+channels, and the shared lr can blow it up in its first epoch):
 
 - ``bottleneck`` (Fig. 2b, the paper): 1x1 reductions followed by ReLU before the 3x3 and
   5x5 convolutions and after the pool;
@@ -35,6 +37,8 @@ the same initial weights. Same rule as trained-nonlinearity.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ._seeds import per_seed
 from .claims import (
@@ -74,9 +78,13 @@ def g4_seed(ctx, seed: int) -> dict:
     batch = sc.inception_ablation_batch_size or sc.aux_batch_size
     out = {}
     for mode in sc.inception_variants:
+        lr = variant_lr(gctx.scale, mode)
         ctx.progress.say(f"training googlenet_small ({mode} modules), seed {seed}, "
-                         f"{sc.inception_ablation_epochs} epochs at batch {batch}")
-        run = gctx.train("googlenet_small", seed=seed, tag=f"googlenet_small-{mode}-g4",
+                         f"{sc.inception_ablation_epochs} epochs at batch {batch}, lr {lr:g}")
+        vctx = gctx if lr == gctx.scale.lr else dataclasses.replace(
+            gctx, scale=dataclasses.replace(gctx.scale, lr=lr), cache=gctx.cache)
+        tag = f"googlenet_small-{mode}-g4" + ("" if vctx is gctx else f"-lr{lr:g}")
+        run = vctx.train("googlenet_small", seed=seed, tag=tag,
                          model_kwargs={"inception": mode}, epochs=sc.inception_ablation_epochs,
                          batch_size=batch, aux_weight=_weight(ctx))
         last = run.history[-1]
@@ -85,6 +93,11 @@ def g4_seed(ctx, seed: int) -> dict:
                      "steps": last.get("step"),
                      "test_error": [1.0 - h["test_acc"] for h in run.history]}
     return out
+
+
+def variant_lr(sc, mode: str) -> float:
+    """The peak lr ``mode`` trains at in G4's race (``sc``: the scale with googlenet_small's lr)."""
+    return sc.inception_naive_lr if mode == "naive" and sc.inception_naive_lr else sc.lr
 
 
 def g4_longer_seed(ctx, seed: int) -> dict:
@@ -124,6 +137,7 @@ def longer(ctx) -> dict:
 
 def run(ctx) -> dict:
     from ..analysis.complexity import complexity
+    from .aux_heads import _googlenet_ctx
 
     sc = ctx.scale
     ctx.progress.start("inception-trained (G4 trained)")
@@ -138,9 +152,11 @@ def run(ctx) -> dict:
     modes = [m for m in VARIANTS if m in sc.inception_variants]
     batch = sc.inception_ablation_batch_size or sc.aux_batch_size
     steps = res[0][modes[0]]["steps"]
+    gsc = _googlenet_ctx(ctx).scale
     trained = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "macs": macs,
                "epochs": sc.inception_ablation_epochs, "batch_size": batch, "steps": steps,
                "run_length": run_length(sc.inception_ablation_epochs, batch, steps),
+               "lr": {m: variant_lr(gsc, m) for m in modes},
                "test_acc": {m: [r[m]["test_acc"] for r in res] for m in modes},
                "train_acc": {m: [r[m]["train_acc"] for r in res] for m in modes},
                "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in modes}}
@@ -186,9 +202,18 @@ def _precheck(m: dict, pair: tuple[str, str]) -> PartResult | tuple[dict, str]:
                                       f"(it costs {t['macs'][missing[0]] / 1e6:.1f}M MACs per image)")
     text = "; ".join(f"{v} {fmt_spread(acc[v], pct)} at {t['macs'][v] / 1e6:.1f}M MACs" for v in acc)
     length = t.get("run_length") or f"{t['epochs']} epochs"
-    text = f"test accuracy after {length} each (equal steps): {text}"
+    text = f"test accuracy after {length} each (equal steps{_lrs(t.get('lr', {}))}): {text}"
     refused = _not_comparable(acc, pair, t["num_classes"], text)
     return refused if refused is not None else (t, text)
+
+
+def _lrs(lrs: dict) -> str:
+    """', peak lr 0.1 (naive 0.01)' where the variants' lrs differ, ', peak lr 0.1' else."""
+    if not lrs:
+        return ""
+    shared = lrs.get("bottleneck", next(iter(lrs.values())))
+    own = [f"{m} {lr:g}" for m, lr in lrs.items() if lr != shared]
+    return f", peak lr {shared:g}" + (f" ({', '.join(own)})" if own else "")
 
 
 def _not_comparable(acc: dict, pair: tuple[str, str], num_classes: int, text: str) -> PartResult | None:

@@ -52,6 +52,7 @@ class Scale:
     inception_ablation_epochs: int = 0  # G4 trained: bottleneck / linear / naive modules (0 = not run)
     inception_ablation_batch_size: int = 0  # G4 trained: batch size (0 = aux_batch_size)
     inception_variants: tuple[str, ...] = ("bottleneck", "linear", "naive")  # G4 trained: the variants
+    inception_naive_lr: float = 0.0  # G4 trained: the naive variant's peak lr (0 = aux_lr, the others')
     inception_linear_longer: bool = False  # G4: also bottleneck vs linear at G5's run length
 
 
@@ -83,6 +84,8 @@ SCALES = {
     # 32k and 48k iterations, stop at 64k (~164 epochs on 50k images). G4's three modules
     # train 10 epochs each at batch 128 (~3.9k steps; the naive one alone costs about as much
     # as 100 epochs of the bottleneck one): an equal-steps comparison, not the paper's recipe.
+    # The naive net at a tenth of the others' lr: at 0.1 it diverged in its first epoch on
+    # digits (training loss ~258), at a tenth of G5's lr it reached 98.6-98.9 % (docs/reproduce.md).
     "full": Scale("full", depths=(20, 32, 44, 56, 110), epochs=164, batch_size=128, lr=0.1,
                   weight_decay=1e-4, schedule="step", milestones=(32000, 48000),
                   milestone_unit="iteration", iterations=64000, warmup_epochs=0.0,
@@ -90,7 +93,8 @@ SCALES = {
                   aux_no_bn=True, lesion_max_removed=20, lesion_subsets=20,
                   preact_trained=True, probe_images=1000, jacobian_blocks=12,
                   timing_repeats=10, precision="auto", seeds=1, run_folders=True,
-                  inception_ablation_epochs=10, inception_ablation_batch_size=128),
+                  inception_ablation_epochs=10, inception_ablation_batch_size=128,
+                  inception_naive_lr=0.01),
 }
 
 

@@ -144,11 +144,13 @@ def accuracy_vs_macs(ax, trained: dict) -> None:
     def at(mode: str) -> float:
         return trained["macs"][mode] / 1e6 * nudge.get(mode, 1.0)
 
+    lrs = trained.get("lr", {})
     for mode, accs in trained["test_acc"].items():
         macs = at(mode)
         pts = [100 * a for a in accs]
+        lr = f", lr {lrs[mode]:g}" if mode in lrs else ""
         ax.scatter([macs] * len(pts), pts, color=G4_COLORS.get(mode, "k"), s=18, zorder=3,
-                   label=f"{mode} ({len(pts)} seeds)")
+                   label=f"{mode} ({len(pts)} seeds{lr})")
         ax.vlines(macs, min(pts), max(pts), color=G4_COLORS.get(mode, "k"), lw=2)
     longer = trained.get("longer")
     if longer:  # the same pair at G5's run length: hollow dots

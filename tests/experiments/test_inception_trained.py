@@ -159,3 +159,28 @@ def test_longer_race_on_real_runs_reuses_g5s_bottleneck_run():
 def test_the_run_length_names_epochs_batch_and_steps():
     assert inception_trained.run_length(1, 32, 45) == "1 epoch at batch 32 (45 steps)"
     assert inception_trained.run_length(10, 128, None) == "10 epochs at batch 128"
+
+
+def test_the_naive_variant_trains_at_its_own_lr_where_the_scale_sets_one(monkeypatch):
+    from cnnarch.experiments import context
+
+    used = {}
+
+    def fake_train(self, model, *, seed, tag=None, model_kwargs=None, **overrides):
+        used[model_kwargs["inception"]] = (self.scale.lr, tag)
+        history = [{"epoch": 1, "step": 2, "test_acc": 0.5, "train_acc": 0.5}]
+        return context.TrainedRun(None, history, {}, None)
+
+    monkeypatch.setattr(context.Context, "train", fake_train)
+    sc = dataclasses.replace(TINY, aux_lr=0.05, inception_naive_lr=0.005)
+    t = inception_trained.run(Context(sc, data="synthetic:1x8x8:4:64", seeds=(0, 1), device="cpu"))
+    t = t["measurements"]["G4"]["trained"]
+    assert used["bottleneck"][0] == used["linear"][0] == 0.05 and used["naive"][0] == 0.005
+    assert used["naive"][1] != "googlenet_small-naive-g4"  # a run folder of the shared lr is not reused
+    assert t["lr"] == {"bottleneck": 0.05, "linear": 0.05, "naive": 0.005}
+    assert "peak lr 0.05 (naive 0.005)" in inception_trained.judge_cost_accuracy({"trained": t}).reason
+
+    used.clear()
+    t = inception_trained.run(Context(TINY, data="synthetic:1x8x8:4:64", seeds=(0, 1), device="cpu"))
+    assert {lr for lr, _ in used.values()} == {TINY.aux_lr}
+    assert "(naive" not in inception_trained.judge_cost_accuracy(t["measurements"]["G4"]).reason
