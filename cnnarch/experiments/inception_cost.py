@@ -237,7 +237,7 @@ register(Claim(
             "linear (1x1 without ReLU) and, at full scale, naive modules at equal steps against their "
             "multiply-adds, one dot per seed; look for the green dots level with or above the grey "
             "ones, 10x to their left, and whether the green and blue ranges separate. Hollow dots: bottleneck "
-            "and linear once more at G5's longer run length (standard scale), where the 45-step "
+            "and linear once more at G5's longer run length (standard scale), where the 44-step "
             "race's head start may have closed.",
     controls=("random-labels",),  # of the trained parts inception_trained adds
     draw=_draw("bottleneck_modules")))

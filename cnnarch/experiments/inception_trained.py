@@ -166,7 +166,7 @@ def run(ctx) -> dict:
 
 
 def run_length(epochs: int, batch: int, steps: int | None) -> str:
-    """'1 epoch at batch 32 (45 steps)': how long each variant trained."""
+    """'1 epoch at batch 32 (44 steps)': how long each variant trained."""
     text = f"{epochs} epoch{'' if epochs == 1 else 's'} at batch {batch}"
     return f"{text} ({steps} steps)" if steps else text
 

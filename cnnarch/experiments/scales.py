@@ -67,7 +67,7 @@ SCALES = {
                    probe_images=256, jacobian_blocks=4, timing_repeats=3, seeds=3),
     # standard: the quick twins (shared recipe, same seeds) plus what quick leaves out:
     # googlenet_small trained with and without aux heads (G5) and its branch ablation (G2),
-    # bottleneck vs linear modules at equal steps (G4: 1 epoch at batch 32 = 45 steps each)
+    # bottleneck vs linear modules at equal steps (G4: 1 epoch at batch 32 = 44 steps each)
     # and once more at G5's run length (the cheap pair; G5's run is the bottleneck arm), the
     # pre-activation nets trained (B1), 10 random lesion sets per k (B2), and the 2014 setting
     # (no BN, 12 epochs at lr 0.03; its 6 runs are over a third of the scale's CPU time, about as

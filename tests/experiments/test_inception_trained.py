@@ -112,7 +112,7 @@ def _longer(m, bottleneck, linear):
 
 def test_nonlinearity_longer_rule_both_sides():
     j = inception_trained.judge_nonlinearity_longer
-    base = lambda: _m([0.4] * 3, [0.6] * 3, [0.3] * 3)  # noqa: E731 (the 45-step race, not judged here)
+    base = lambda: _m([0.4] * 3, [0.6] * 3, [0.3] * 3)  # noqa: E731 (the 44-step race, not judged here)
     assert j(_longer(base(), [0.98, 0.985, 0.99], [0.95, 0.955, 0.96])).verdict == REPRODUCED
     assert j(_longer(base(), [0.95, 0.955, 0.96], [0.98, 0.985, 0.99])).verdict == NOT_REPRODUCED
     assert j(_longer(base(), [0.975, 0.98, 0.983], [0.978, 0.976, 0.981])).verdict == INCONCLUSIVE
@@ -157,7 +157,7 @@ def test_longer_race_on_real_runs_reuses_g5s_bottleneck_run():
 
 
 def test_the_run_length_names_epochs_batch_and_steps():
-    assert inception_trained.run_length(1, 32, 45) == "1 epoch at batch 32 (45 steps)"
+    assert inception_trained.run_length(1, 32, 44) == "1 epoch at batch 32 (44 steps)"
     assert inception_trained.run_length(10, 128, None) == "10 epochs at batch 128"
 
 
