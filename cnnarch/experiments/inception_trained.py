@@ -90,7 +90,7 @@ def g4_seed(ctx, seed: int) -> dict:
         last = run.history[-1]
         ctx.progress.say(f"  test accuracy {pct(last['test_acc'])}")
         out[mode] = {"test_acc": last["test_acc"], "train_acc": last["train_acc"],
-                     "steps": last.get("step"),
+                     "steps": last.get("step"), "lr": lr,
                      "test_error": [1.0 - h["test_acc"] for h in run.history]}
     return out
 
@@ -137,7 +137,6 @@ def longer(ctx) -> dict:
 
 def run(ctx) -> dict:
     from ..analysis.complexity import complexity
-    from .aux_heads import _googlenet_ctx
 
     sc = ctx.scale
     ctx.progress.start("inception-trained (G4 trained)")
@@ -152,11 +151,10 @@ def run(ctx) -> dict:
     modes = [m for m in VARIANTS if m in sc.inception_variants]
     batch = sc.inception_ablation_batch_size or sc.aux_batch_size
     steps = res[0][modes[0]]["steps"]
-    gsc = _googlenet_ctx(ctx).scale
     trained = {"seeds": list(ctx.seeds), "num_classes": ds.num_classes, "macs": macs,
                "epochs": sc.inception_ablation_epochs, "batch_size": batch, "steps": steps,
                "run_length": run_length(sc.inception_ablation_epochs, batch, steps),
-               "lr": {m: variant_lr(gsc, m) for m in modes},
+               "lr": {m: res[0][m]["lr"] for m in modes},  # as trained (the same in every seed)
                "test_acc": {m: [r[m]["test_acc"] for r in res] for m in modes},
                "train_acc": {m: [r[m]["train_acc"] for r in res] for m in modes},
                "test_error_curves": {m: [r[m]["test_error"] for r in res] for m in modes}}

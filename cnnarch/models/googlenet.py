@@ -59,7 +59,6 @@ TABLE1: dict[str, InceptionRow] = {
 }
 
 
-
 class GoogLeNetOutputs(NamedTuple):
     """Training-mode output with aux heads. Named, so the heads cannot be swapped
     (torchvision returns (logits, aux2, aux1))."""

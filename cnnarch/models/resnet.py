@@ -15,7 +15,16 @@ from torch import nn
 
 from ..errors import UserError
 from ..model_options import SHORTCUTS, STRIDE_AT
-from .layers import check_choice, check_input, conv1x1, conv3x3, he_init, make_shortcut, norm_layer
+from .layers import (
+    NORMS,
+    check_choice,
+    check_input,
+    conv1x1,
+    conv3x3,
+    he_init,
+    make_shortcut,
+    norm_layer,
+)
 from .registry import register_model
 
 
@@ -126,7 +135,7 @@ class ResNet(nn.Module):
         check_choice("stem", stem, ("imagenet", "cifar"))
         check_choice("shortcut", shortcut, SHORTCUTS)
         check_choice("stride_at", stride_at, STRIDE_AT)
-        check_choice("norm", norm, ("bn", "none"))
+        check_choice("norm", norm, NORMS)
         if num_classes < 1 or in_chans < 1:
             raise UserError(f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}")
         self.name = name
