@@ -21,6 +21,7 @@ import torch.distributed as dist
 from ..errors import UserError
 
 TIMEOUT_S = 120  # a collective waiting longer than this for a dead peer fails the job
+_joined = False  # this process has joined a process group (see ``joined_group``)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,15 @@ def setup(device_name: str) -> tuple[DistInfo, torch.device]:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+        global _joined
+        _joined = True
     return DistInfo(rank, world, local_rank), device
+
+
+def joined_group() -> bool:
+    """Whether ``setup`` joined a process group in this process (it stays true after
+    ``cleanup``): such a process must end through ``cnnarch.__main__.end_process``."""
+    return _joined
 
 
 def cleanup() -> None:

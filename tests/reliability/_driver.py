@@ -1,5 +1,5 @@
-"""Run ``cnnarch`` (``cnnarch.__main__.main``, the console script's entry) in a process that
-kills itself at a chosen moment.
+"""Run ``cnnarch`` (``cnnarch.__main__.main``, then ``end_process``, as the console script does)
+in a process that kills itself at a chosen moment.
 
 Used by the crash/resume and distributed fault tests as::
 
@@ -297,7 +297,7 @@ def main() -> int:
     rank = os.environ.get("CNNARCH_FAULT_RANK")
     if spec and (rank is None or rank == os.environ.get("RANK", "0")):
         _arm(spec)
-    from cnnarch.__main__ import main as cli_main  # the console script's entry point
+    from cnnarch.__main__ import main as cli_main  # what the console script runs
 
     code = cli_main(sys.argv[1:])
     exits = os.environ.get("CNNARCH_EXIT_DIR")  # torchrun does not pass a signalled rank's code on
@@ -308,4 +308,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cnnarch.__main__ import end_process  # how the console script exits
+
+    end_process(main())
