@@ -63,6 +63,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def setup(device_name: str) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; a no-op for one process."""
+    global _joined
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(), resolve_device(device_name)
@@ -73,7 +74,6 @@ def setup(device_name: str) -> tuple[DistInfo, torch.device]:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
-        global _joined
         _joined = True
     return DistInfo(rank, world, local_rank), device
 
