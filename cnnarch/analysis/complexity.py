@@ -18,7 +18,9 @@ so counting ResNet-1202 or the naive GoogLeNet costs shapes, not arithmetic.
 
 Mode: models are counted in eval mode, where GoogLeNet's auxiliary classifiers do not run.
 ``aux=True`` counts a GoogLeNet in training mode, aux heads included (the cost of a
-training forward pass; dropout and BN do not change the count).
+training forward pass; dropout and BN do not change the count, and BN layers normalise with
+their running statistics, as batch statistics of the one counted image are undefined on a
+1x1 map).
 """
 
 from __future__ import annotations
@@ -181,6 +183,9 @@ def model_complexity(model: nn.Module, input_size, *, aux: bool = False,
 def _count(work: nn.Module, size: tuple[int, int, int], aux: bool, name: str) -> Complexity:
     """Count ``work`` (a model on the meta device that may be modified) in place."""
     work.train(aux)
+    for m in work.modules():  # the count is the same, and one image has no batch statistics
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # on a 1x1 map (googlenet_tv at 32x32)
+            m.eval()
 
     rows: list[LayerRow] = []
     shapes: dict[str, tuple[int, ...]] = {}
@@ -206,7 +211,7 @@ def _count(work: nn.Module, size: tuple[int, int, int], aux: bool, name: str) ->
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             work(x)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise UserError(f"{name} cannot run on a {'x'.join(map(str, size))} input: "
                         f"{first_line(exc)}") from None
     finally:
