@@ -20,7 +20,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .errors import CnnarchError, UserError, first_line
+from .errors import CnnarchError, UserError, first_line, printable
 from .model_options import INCEPTION_MODES, STRIDE_AT
 from .precision import PRECISIONS
 from .signals import interruptible
@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with one-line errors (exit 2) instead of the usage block."""
 
     def error(self, message: str):  # noqa: D401
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{printable(self.prog)}: error: {printable(message)} (see --help)\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser(command).parse_args(argv)  # may import torch: inside the handler
             return int(args.func(args) or 0)
     except (CnnarchError, *INPUT_OS_ERRORS) as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{printable(prog)}: error: {printable(_one_line(exc))}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except BrokenPipeError:  # `cnnarch summary ... | head`: the reader left, not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -466,12 +466,20 @@ def _add_weights(p) -> None:
 
 
 def _cmd_bench(args) -> int:
+    import torch
+
     from .inference.bench import bench
 
     threads = _apply_threads(args, args.device)
-    result = bench(args.model, args.mode, args.batch, args.input_size, precision=args.precision,
-                   compile=args.compile, channels_last=args.channels_last, fold_bn=args.fold_bn,
-                   device=args.device, repeats=args.repeats)
+    try:
+        result = bench(args.model, args.mode, args.batch, args.input_size, precision=args.precision,
+                       compile=args.compile, channels_last=args.channels_last, fold_bn=args.fold_bn,
+                       device=args.device, repeats=args.repeats)
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+        if not isinstance(exc, torch.OutOfMemoryError) and "can't allocate memory" not in str(exc):
+            raise
+        raise UserError(f"batch {args.batch} does not fit in memory ({first_line(exc)}); "
+                        f"use a smaller --batch") from None
     _note(threads)
     print(json.dumps(result.to_dict()) if args.json else result)
     return 0

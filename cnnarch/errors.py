@@ -17,6 +17,12 @@ class UserError(CnnarchError, ValueError):
     """Bad input from the user (a flag, a file, a config, an argument); never a bug in cnnarch."""
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters (a carriage return or an escape sequence in a
+    user's argument) written as escapes, so that a message stays one line and prints as is."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def first_line(exc: BaseException) -> str:
     """The exception's message cut to its first line (for one-line error reports)."""
     text = str(exc).strip()

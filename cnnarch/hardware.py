@@ -81,6 +81,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def memory_bytes(device: torch.device | str = "cpu") -> int | None:
+    """The memory of ``device`` in bytes: a GPU's own, else the machine's physical memory
+    (None where the OS does not say)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
 def package_version(name: str) -> str | None:
     """The installed version of distribution ``name``, None when it is not installed."""
     try:

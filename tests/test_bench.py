@@ -108,6 +108,26 @@ def test_bench_bad_input(fast_peak):
         bench("resnet20", "fly")
     with pytest.raises(UserError, match="at least"):
         bench("googlenet", batch=1, input_size=(3, 32, 32))
+    with pytest.raises(UserError, match="for the input alone, more than the"):
+        bench("resnet20", batch=999_999_999_999)  # 11 million GiB: refused before allocating
+
+
+def test_a_batch_that_does_not_fit_is_one_line_exit_2(monkeypatch, capsys):
+    """An allocation that fails inside the benchmark (past the input check) is the user's
+    --batch: one line, exit 2."""
+    import cnnarch.inference.bench as bench_module
+    from cnnarch.cli import main
+
+    def no_memory(*_args, **_kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(bench_module, "bench", no_memory)
+    assert main(["bench", "resnet20", "--batch", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit in memory" in err and "--batch" in err
+    monkeypatch.setattr(bench_module, "bench", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other error is not the user's
+        main(["bench", "resnet20"])
 
 
 def test_machine_info_names_the_libraries():

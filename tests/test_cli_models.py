@@ -77,6 +77,17 @@ def test_summary_input_size_and_options(capsys):
     assert rc == 0 and data["mode"].startswith("train") and data["macs"] == 1_591_044_096
 
 
+def test_summary_aux_counts_the_heads_where_a_map_is_1x1(capsys):
+    """googlenet_tv at 32x32 ends in 1x1 maps: counting its training pass (one image) must not
+    need batch statistics there."""
+    counts = {}
+    for flags in ([], ["--aux"]):
+        rc, out, err = run(["summary", "googlenet_tv", "--input-size", "3,32,32", "--json", *flags], capsys)
+        assert rc == 0, err
+        counts[bool(flags)] = json.loads(out)["macs"]
+    assert counts[True] > counts[False]  # the aux heads' multiply-adds are counted
+
+
 def test_summary_text(capsys):
     rc, out, _ = run(["summary", "resnet20"], capsys)
     assert rc == 0
@@ -134,6 +145,8 @@ def test_inception_cost(capsys):
     (["summary", "resnet50", "--aux"], "no auxiliary classifiers (only GoogLeNet"),
     (["summary", "preact_resnet20", "--compare", "paper"], "is not a ResNet"),
     (["inception-cost", "--network", "resnet50"], "no Inception modules"),
+    (["models", "0", "\r"], "unrecognized arguments: \\r (see --help)"),  # written as an escape
+    (["summary", "res\x1b[2Jnet"], "unknown model 'res\\x1b[2Jnet'"),
 ])
 def test_bad_input_exit_2_one_line(argv, needle, capsys):
     rc, out, err = run(argv, capsys)

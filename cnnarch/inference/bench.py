@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..hardware import memory_bytes
 from ..train.batchnorm import batchnorm_for_compile
 from ..train.optim import FusedSGD
 from .api import optimize
@@ -344,6 +345,15 @@ class BenchResult:
         return "\n".join(lines)
 
 
+def check_input_fits(batch: int, size: tuple[int, ...], device: torch.device) -> None:
+    """A UserError when the fp32 input batch alone is larger than the device's memory."""
+    need, have = 4 * batch * math.prod(size), memory_bytes(device)
+    if have is not None and need > have:
+        raise UserError(f"batch {batch} of {'x'.join(map(str, size))} inputs needs "
+                        f"{need / 2**30:,.1f} GiB for the input alone, more than the "
+                        f"{have / 2**30:,.1f} GiB of {device.type} memory here; use a smaller --batch")
+
+
 def bench(model_name: str, mode: str = "infer", batch: int = 16, input_size=None, *,
           precision: str = "auto", compile: bool = False, channels_last: bool = True,
           fold_bn: bool = True, device: str | torch.device = "auto", warmup: int = 2,
@@ -368,6 +378,7 @@ def bench(model_name: str, mode: str = "infer", batch: int = 16, input_size=None
     size = tuple(int(v) for v in (input_size or entry.input_size))
     if len(size) != 3:
         raise UserError(f"input size must be C,H,W, got {size}")
+    check_input_fits(batch, size, dev)
     prec = resolve_precision(precision, dev)
     if prec == "int8" and mode == "train":
         raise UserError("int8 is for inference (post-training quantisation); train in bf16 or fp32")
