@@ -183,8 +183,10 @@ def model_complexity(model: nn.Module, input_size, *, aux: bool = False,
 def _count(work: nn.Module, size: tuple[int, int, int], aux: bool, name: str) -> Complexity:
     """Count ``work`` (a model on the meta device that may be modified) in place."""
     work.train(aux)
-    for m in work.modules():  # the count is the same, and one image has no batch statistics
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # on a 1x1 map (googlenet_tv at 32x32)
+    # BN on running statistics: the count is the same, and the one counted image has no batch
+    # statistics on a 1x1 map (googlenet_tv at 32x32)
+    for m in work.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
 
     rows: list[LayerRow] = []
